@@ -1,0 +1,101 @@
+//! The command line: the only module that knows clap, terminals and exit codes.
+//!
+//! One file per group of subcommands. Each turns its arguments into calls on
+//! [`crate::container`] or [`crate::store`] and prints the result. Errors travel
+//! up as `anyhow::Error` and are printed once, here, as `burrow: <chain>`, with
+//! exit code 125; a container's own exit code is returned as `Ok(code)`.
+
+mod images;
+mod info;
+mod inspect;
+mod lifecycle;
+mod logs;
+mod ps;
+mod run;
+pub mod table;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::paths::Dirs;
+
+/// Exit code for burrow's own failures, as Docker's.
+pub const EXIT_BURROW: i32 = 125;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "burrow",
+    version,
+    about = "Rootless containers: no daemon, no root, Docker's commands",
+    after_help = "Examples:\n  burrow import rootfs.tar busybox\n  burrow run --rm busybox echo hello\n  burrow run -d --name web busybox httpd -f -p 8000\n  burrow ps -a\n  burrow logs -f web"
+)]
+pub struct Cli {
+    /// Folder for images and containers [default: $XDG_DATA_HOME/burrow]
+    #[arg(long, global = true, env = "BURROW_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Folder for runtime state [default: $XDG_RUNTIME_DIR/burrow or /tmp/burrow-run-UID]
+    #[arg(long, global = true, env = "BURROW_RUNROOT", value_name = "DIR")]
+    runroot: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Run(run::RunArgs),
+    Create(run::CreateArgs),
+    Start(lifecycle::StartArgs),
+    Stop(lifecycle::StopArgs),
+    Restart(lifecycle::RestartArgs),
+    Kill(lifecycle::KillArgs),
+    Rm(lifecycle::RmArgs),
+    Wait(lifecycle::WaitArgs),
+    Ps(ps::PsArgs),
+    Logs(logs::LogsArgs),
+    Inspect(inspect::InspectArgs),
+    Import(images::ImportArgs),
+    Images(images::ImagesArgs),
+    Rmi(images::RmiArgs),
+    Tag(images::TagArgs),
+    Info(info::InfoArgs),
+}
+
+/// Parses the command line, runs it and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("burrow: {e:#}");
+            EXIT_BURROW
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    // `info` must work even when the state folders cannot be created.
+    if let Command::Info(args) = &cli.command {
+        return info::run(cli.root, cli.runroot, args);
+    }
+    let dirs = Dirs::resolve(cli.root, cli.runroot)?;
+    match cli.command {
+        Command::Run(a) => run::run(&dirs, a),
+        Command::Create(a) => run::create(&dirs, a),
+        Command::Start(a) => lifecycle::start(&dirs, a),
+        Command::Stop(a) => lifecycle::stop(&dirs, a),
+        Command::Restart(a) => lifecycle::restart(&dirs, a),
+        Command::Kill(a) => lifecycle::kill(&dirs, a),
+        Command::Rm(a) => lifecycle::rm(&dirs, a),
+        Command::Wait(a) => lifecycle::wait(&dirs, a),
+        Command::Ps(a) => ps::run(&dirs, a),
+        Command::Logs(a) => logs::run(&dirs, a),
+        Command::Inspect(a) => inspect::run(&dirs, a),
+        Command::Import(a) => images::import(&dirs, a),
+        Command::Images(a) => images::images(&dirs, a),
+        Command::Rmi(a) => images::rmi(&dirs, a),
+        Command::Tag(a) => images::tag(&dirs, a),
+        Command::Info(_) => unreachable!("handled above"),
+    }
+}

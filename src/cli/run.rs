@@ -1,0 +1,84 @@
+//! `run` and `create`.
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::paths::Dirs;
+
+/// Options shared by `run` and `create`: what the container is.
+#[derive(Args, Debug, Clone)]
+pub struct ContainerOpts {
+    /// Name for the container [default: a generated adjective_noun]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy it from burrow's environment)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User to run as: UID[:GID] or NAME[:GROUP]
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+    /// Bind mount a host path: HOST:CONTAINER[:ro|rw]
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:OPTS]")]
+    pub volumes: Vec<String>,
+    /// Container hostname [default: the first 12 characters of the id]
+    #[arg(long, short = 'h')]
+    pub hostname: Option<String>,
+    /// Network: none (only loopback) or host (share burrow's network namespace)
+    #[arg(long = "network", alias = "net", default_value = "none")]
+    pub network: String,
+    /// Add a Linux capability (e.g. NET_ADMIN, or ALL)
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability (e.g. CHOWN, or ALL)
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Give every capability of the container's user namespace
+    #[arg(long)]
+    pub privileged: bool,
+    /// Run the built-in init as PID 1 (reaps zombies, forwards signals) [default: true]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true", value_name = "BOOL")]
+    pub init: bool,
+    /// Override the image's entrypoint
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Keep standard input open
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Image to run
+    pub image: String,
+    /// Command and arguments [default: the image's]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// Create and start a container
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  burrow run --rm busybox sh -c 'id; hostname'\n  burrow run -d --name web -e GREETING=hi -w /tmp busybox httpd -f -p 8000\n  burrow run --rm -v \"$PWD\":/work:ro busybox ls /work\n  burrow run --rm --user 1000:1000 --hostname box busybox id")]
+pub struct RunArgs {
+    /// Run in the background and print the container id
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub opts: ContainerOpts,
+}
+
+/// Create a container without starting it
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub opts: ContainerOpts,
+}
+
+pub fn run(_dirs: &Dirs, _a: RunArgs) -> Result<i32> {
+    anyhow::bail!("run: being written")
+}
+
+pub fn create(_dirs: &Dirs, _a: CreateArgs) -> Result<i32> {
+    anyhow::bail!("create: being written")
+}

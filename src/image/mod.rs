@@ -1,0 +1,1 @@
+//! Image references and digests as pure data.
