@@ -24,7 +24,7 @@ pub struct ContainerOpts {
     #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:OPTS]")]
     pub volumes: Vec<String>,
     /// Container hostname [default: the first 12 characters of the id]
-    #[arg(long, short = 'h')]
+    #[arg(long)]
     pub hostname: Option<String>,
     /// Network: none (only loopback) or host (share burrow's network namespace)
     #[arg(long = "network", alias = "net", default_value = "none")]
