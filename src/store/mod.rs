@@ -1,19 +1,52 @@
 //! The local image store.
 //!
-//! (Interface fixed; the implementation is being written.)
-//!
 //! Layout under the data root:
 //! - `images/blobs/sha256/<hex>`: content-addressed blobs (image configs now; manifests
-//!   and compressed layers once pulls land).
+//!   and compressed layers once pulls land). An image's id is its config's sha256.
 //! - `images/layers/<diff_id hex>/`: each layer unpacked once, shared by every image.
-//! - `images/repositories.json`: tag → image id.
-//! - `images/lock`: a flock held while the index changes.
+//! - `images/meta/<id>.json`: per-image facts the config lacks (size); an image
+//!   exists exactly when this file does.
+//! - `images/repositories.json`: familiar tag (`busybox:latest`) → image id.
+//! - `images/lock`: a flock held exclusively while anything above changes, shared
+//!   while reading.
+//!
+//! Nothing half written is ever visible: layers are unpacked into a scratch
+//! folder under `dirs.tmp()` and renamed into place, JSON is written atomically,
+//! and an image's parts appear in the order layers → config → meta → tag (and
+//! vanish in reverse). A crash leaves at most scratch folders, which the next
+//! [`Store::open`] removes, or an unreferenced layer or blob.
+//!
+//! Submodules: [`layer`] unpacks tarballs, [`index`] keeps tags and metadata,
+//! [`import`] builds configs, [`remove`] decides what `rmi` may do, [`lock`] and
+//! [`scratch`] are the concurrency and atomicity plumbing.
 
-use std::path::PathBuf;
+mod import;
+mod index;
+mod layer;
+mod lock;
+mod remove;
+mod scratch;
+#[cfg(test)]
+mod testutil;
 
+use std::collections::HashSet;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
 use thiserror::Error;
 
-use crate::paths::Dirs;
+pub use import::{ImportOptions, host_arch};
+pub use layer::{Compression, LayerError, detect};
+pub use remove::Conflict;
+
+use self::index::{Meta, Tags};
+use self::lock::LockGuard;
+use self::scratch::Scratch;
+use crate::image::{Digest, Reference, is_sha256_hex};
+use crate::paths::{Dirs, make_private_dir, write_atomic};
+use crate::timefmt;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -42,24 +75,360 @@ pub struct Image {
     pub layers: Vec<PathBuf>,
 }
 
+/// The result of [`Store::import`].
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub image: Image,
+    /// Device nodes in the tarball that could not be created unprivileged.
+    pub skipped_devices: u64,
+}
+
+/// One line of `rmi` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    /// A familiar tag: `busybox:latest`.
+    Untagged(String),
+    /// An image id (64 hex).
+    Deleted(String),
+}
+
 pub struct Store {
-    #[allow(dead_code)]
     root: PathBuf,
+    tmp: PathBuf,
 }
 
 impl Store {
+    /// Opens (creating if needed) the store under `dirs.data`, and removes
+    /// scratch folders left by processes that died mid-import.
     pub fn open(dirs: &Dirs) -> Result<Store, StoreError> {
-        Ok(Store { root: dirs.data.join("images") })
+        let store = Store {
+            root: dirs.data.join("images"),
+            tmp: dirs.tmp(),
+        };
+        make_private_dir(&store.root)
+            .with_context(|| format!("cannot create image store {}", store.root.display()))?;
+        for dir in [
+            store.blobs(),
+            store.root.join("layers"),
+            store.root.join("meta"),
+        ] {
+            fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        scratch::clean_stale(&store.tmp)
+            .with_context(|| format!("cannot clean scratch folders in {}", store.tmp.display()))?;
+        Ok(store)
     }
 
     /// Finds an image by reference (`busybox`, `busybox:1`, `docker.io/library/busybox:latest`)
     /// or by a unique prefix of its id (with or without `sha256:`).
     pub fn resolve(&self, name: &str) -> Result<Image, StoreError> {
-        Err(StoreError::NotFound(name.to_string()))
+        let _lock = self.lock_shared()?;
+        let tags = self.tags()?;
+        let (id, _) = self.find(name, &tags)?;
+        self.load(&id, &tags)
     }
 
     /// Every image, newest first.
     pub fn list(&self) -> Result<Vec<Image>, StoreError> {
-        Ok(Vec::new())
+        let _lock = self.lock_shared()?;
+        let tags = self.tags()?;
+        let mut images = self
+            .ids()?
+            .iter()
+            .map(|id| self.load(id, &tags))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Parsed, not compared as text: configs from elsewhere vary the precision.
+        let key = |i: &Image| timefmt::parse_rfc3339(&i.created);
+        images.sort_by(|a, b| key(b).cmp(&key(a)).then_with(|| a.id.cmp(&b.id)));
+        Ok(images)
+    }
+
+    /// Makes a one-layer image from a tarball (plain, gzip or zstd), like
+    /// `docker import`. The unpack runs without the lock; only moving the
+    /// results into place holds it.
+    pub fn import(
+        &self,
+        input: impl Read,
+        options: &ImportOptions,
+    ) -> Result<Imported, StoreError> {
+        let scratch = Scratch::create(&self.tmp, "unpack")
+            .with_context(|| format!("cannot create a scratch folder in {}", self.tmp.display()))?;
+        let unpacked = layer::unpack(input, scratch.path()).context("cannot import the tarball")?;
+        let config = import::config(&unpacked.diff_id, options, &timefmt::now());
+        let bytes = serde_json::to_vec(&config).context("cannot encode the image config")?;
+        let id = Digest::of(&bytes);
+
+        let _lock = self.lock()?;
+        let layer_dir = self.layer_dir(&unpacked.diff_id);
+        if !layer_dir.exists() {
+            layer::move_into_place(scratch.path(), &layer_dir)
+                .with_context(|| format!("cannot move the layer into {}", layer_dir.display()))?;
+        }
+        write_new(&self.blob(id.hex()), &bytes)?;
+        let meta = self.meta(id.hex());
+        Meta {
+            size: unpacked.size,
+        }
+        .save(&meta)
+        .with_context(|| format!("cannot write {}", meta.display()))?;
+        let mut tags = self.tags()?;
+        if let Some(reference) = &options.reference {
+            tags.set(&tag_key(reference)?, id.hex());
+            self.save_tags(&tags)?;
+        }
+        let image = self.load(id.hex(), &tags)?;
+        Ok(Imported {
+            image,
+            skipped_devices: unpacked.skipped_devices,
+        })
+    }
+
+    /// Points `target` at the image `source` names, moving the tag if it
+    /// named another image. Returns the image id.
+    pub fn tag(&self, source: &str, target: &Reference) -> Result<String, StoreError> {
+        let key = tag_key(target)?;
+        let _lock = self.lock()?;
+        let mut tags = self.tags()?;
+        let (id, _) = self.find(source, &tags)?;
+        tags.set(&key, &id);
+        self.save_tags(&tags)?;
+        Ok(id)
+    }
+
+    /// Removes a tag or an image, as `docker rmi` does (see [`remove`]).
+    /// `users` lists the containers using an image id; it is asked under the
+    /// lock, once the name is resolved. A refusal is a [`Conflict`] inside
+    /// `StoreError::Other`.
+    pub fn remove(
+        &self,
+        name: &str,
+        force: bool,
+        users: impl FnOnce(&str) -> anyhow::Result<Vec<String>>,
+    ) -> Result<Vec<Removed>, StoreError> {
+        let lock = self.lock()?;
+        let mut tags = self.tags()?;
+        let (id, via_tag) = self.find(name, &tags)?;
+        let users = users(&id)?;
+        let all_tags = tags.tags_of(&id);
+        let request = remove::Request {
+            name,
+            id: &id,
+            via_tag: via_tag.as_deref(),
+            tags: &all_tags,
+            users: &users,
+            force,
+        };
+        let plan = remove::plan(&request).map_err(|c| StoreError::Other(c.into()))?;
+
+        let mut removed = Vec::new();
+        for tag in &plan.untag {
+            tags.remove(tag);
+            removed.push(Removed::Untagged(tag.clone()));
+        }
+        self.save_tags(&tags)?;
+        if !plan.delete {
+            return Ok(removed);
+        }
+        let trash = self.delete_image(&id)?;
+        removed.push(Removed::Deleted(id));
+        // The unused layers are already out of sight; emptying them needs no lock.
+        drop(lock);
+        drop(trash);
+        Ok(removed)
+    }
+
+    /// Deletes the image's meta and config, and moves its layers that no other
+    /// image uses into a scratch folder, returned so the caller can drop it
+    /// (and the files) once the lock is released.
+    fn delete_image(&self, id: &str) -> Result<Scratch, StoreError> {
+        let config = self.read_config(id)?;
+        let meta = self.meta(id);
+        fs::remove_file(&meta).with_context(|| format!("cannot remove {}", meta.display()))?;
+        let blob = self.blob(id);
+        fs::remove_file(&blob).with_context(|| format!("cannot remove {}", blob.display()))?;
+
+        let in_use = self.layers_in_use()?;
+        let trash =
+            Scratch::create(&self.tmp, "trash").context("cannot create a scratch folder")?;
+        for diff_id in config.rootfs().diff_ids() {
+            let digest = parse_diff_id(diff_id)?;
+            let dir = self.layer_dir(&digest);
+            if in_use.contains(digest.hex()) || !dir.exists() {
+                continue;
+            }
+            fs::rename(&dir, trash.path().join(digest.hex()))
+                .or_else(|_| layer::move_into_place(&dir, &trash.path().join(digest.hex())))
+                .with_context(|| format!("cannot remove layer {}", dir.display()))?;
+        }
+        Ok(trash)
+    }
+
+    /// Diff ids (hex) of every layer some image still lists.
+    fn layers_in_use(&self) -> Result<HashSet<String>, StoreError> {
+        let mut used = HashSet::new();
+        for id in self.ids()? {
+            for diff_id in self.read_config(&id)?.rootfs().diff_ids() {
+                used.insert(parse_diff_id(diff_id)?.hex().to_string());
+            }
+        }
+        Ok(used)
+    }
+
+    /// Resolves `name` to an image id, and the tag it went through, if any.
+    fn find(&self, name: &str, tags: &Tags) -> Result<(String, Option<String>), StoreError> {
+        if let Some(hex) = name.strip_prefix("sha256:") {
+            return self.find_by_prefix(name, hex).map(|id| (id, None));
+        }
+        if let Ok(reference) = name.parse::<Reference>()
+            && reference.digest().is_none()
+        {
+            let key = reference.familiar();
+            if let Some(id) = tags.get(&key) {
+                return Ok((id.to_string(), Some(key)));
+            }
+        }
+        self.find_by_prefix(name, name).map(|id| (id, None))
+    }
+
+    fn find_by_prefix(&self, name: &str, prefix: &str) -> Result<String, StoreError> {
+        let hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+        if prefix.is_empty() || prefix.len() > 64 || !prefix.bytes().all(hex) {
+            return Err(StoreError::NotFound(name.to_string()));
+        }
+        let mut matches = self.ids()?.into_iter().filter(|id| id.starts_with(prefix));
+        match (matches.next(), matches.next()) {
+            (Some(id), None) => Ok(id),
+            (Some(_), Some(_)) => Err(StoreError::Ambiguous(name.to_string())),
+            (None, _) => Err(StoreError::NotFound(name.to_string())),
+        }
+    }
+
+    fn load(&self, id: &str, tags: &Tags) -> Result<Image, StoreError> {
+        let config = self.read_config(id)?;
+        let meta_path = self.meta(id);
+        let meta = Meta::load(&meta_path)
+            .with_context(|| format!("cannot read {}", meta_path.display()))?;
+        let layers = config
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| parse_diff_id(d).map(|d| self.layer_dir(&d)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Image {
+            id: id.to_string(),
+            repo_tags: tags.tags_of(id),
+            created: config.created().clone().unwrap_or_default(),
+            size: meta.size,
+            config,
+            layers,
+        })
+    }
+
+    /// Reads a config blob and checks it still hashes to its name.
+    fn read_config(&self, id: &str) -> Result<oci_spec::image::ImageConfiguration, StoreError> {
+        let path = self.blob(id);
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        if Digest::of(&bytes).hex() != id {
+            return Err(anyhow!(
+                "image config {} is corrupt: its sha256 does not match",
+                path.display()
+            )
+            .into());
+        }
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("cannot parse image config {}", path.display()))
+            .map_err(StoreError::from)
+    }
+
+    fn ids(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join("meta");
+        index::image_ids(&dir)
+            .with_context(|| format!("cannot list {}", dir.display()))
+            .map_err(StoreError::from)
+    }
+
+    fn tags(&self) -> Result<Tags, StoreError> {
+        let path = self.tags_path();
+        Tags::load(&path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .map_err(StoreError::from)
+    }
+
+    fn save_tags(&self, tags: &Tags) -> Result<(), StoreError> {
+        let path = self.tags_path();
+        tags.save(&path)
+            .with_context(|| format!("cannot write {}", path.display()))
+            .map_err(StoreError::from)
+    }
+
+    fn lock(&self) -> Result<LockGuard, StoreError> {
+        let path = self.root.join("lock");
+        lock::exclusive(&path)
+            .with_context(|| format!("cannot lock {}", path.display()))
+            .map_err(StoreError::from)
+    }
+
+    fn lock_shared(&self) -> Result<LockGuard, StoreError> {
+        let path = self.root.join("lock");
+        lock::shared(&path)
+            .with_context(|| format!("cannot lock {}", path.display()))
+            .map_err(StoreError::from)
+    }
+
+    fn blobs(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
+    fn blob(&self, hex: &str) -> PathBuf {
+        self.blobs().join(hex)
+    }
+
+    fn meta(&self, id: &str) -> PathBuf {
+        self.root.join("meta").join(format!("{id}.json"))
+    }
+
+    fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.root.join("layers").join(diff_id.hex())
+    }
+
+    fn tags_path(&self) -> PathBuf {
+        self.root.join("repositories.json")
     }
 }
+
+/// The index key for a tag: its familiar form. Digests cannot be tags.
+fn tag_key(reference: &Reference) -> Result<String, StoreError> {
+    if reference.digest().is_some() || reference.tag().is_none() {
+        return Err(anyhow!(
+            "cannot tag an image as \"{}\": a tag name cannot carry a digest; drop the @sha256:... part",
+            reference.familiar()
+        )
+        .into());
+    }
+    Ok(reference.familiar())
+}
+
+fn parse_diff_id(diff_id: &str) -> Result<Digest, StoreError> {
+    diff_id
+        .parse::<Digest>()
+        .with_context(|| "image config lists an invalid layer diff_id")
+        .map_err(StoreError::from)
+}
+
+/// Writes a content-addressed blob unless it is already there (same name, same bytes).
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    if path.exists() {
+        return Ok(());
+    }
+    write_atomic(path, bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
+        .map_err(StoreError::from)
+}
+
+/// True when `s` could only be an image id, never a tag (64 hex characters).
+pub fn is_full_id(s: &str) -> bool {
+    is_sha256_hex(s.strip_prefix("sha256:").unwrap_or(s))
+}
+
+#[cfg(test)]
+mod tests;

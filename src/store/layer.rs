@@ -1,0 +1,421 @@
+//! Layers: a tarball in, an unpacked folder and its diff_id out.
+//!
+//! The tarball may be plain, gzip or zstd; the magic bytes decide. The
+//! *uncompressed* stream runs through sha256 while the tar crate unpacks it, so
+//! the diff_id costs no second pass; bytes after the end-of-archive marker are
+//! hashed too, because the diff_id covers the whole stream.
+//!
+//! Unpacking runs as the calling user: modes and mtimes are kept, owners are
+//! not (an unprivileged process cannot chown, and the user namespace maps ids
+//! at run time). Device nodes are skipped and counted, since `mknod` needs
+//! privilege. Paths with `..` are refused; a leading `/` is dropped, so an
+//! absolute entry lands inside the layer; the tar crate refuses an entry whose
+//! parent resolves, through a symlink, outside the layer. Whiteouts (`.wh.*`)
+//! stay plain files: the overlay interprets them.
+
+use std::fs;
+use std::io::{self, Cursor, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+
+use crate::image::Digest;
+
+#[derive(Debug, Error)]
+pub enum LayerError {
+    #[error("the tarball is {0}-compressed; give a plain, gzip or zstd tarball")]
+    UnsupportedCompression(&'static str),
+    #[error("the tarball holds no files; is it a tar archive?")]
+    Empty,
+    #[error("tar entry \"{0}\" points outside the root folder; refusing to unpack it")]
+    PathEscape(String),
+    #[error("cannot read the tarball")]
+    Read(#[source] io::Error),
+    #[error("cannot unpack tar entry \"{path}\"")]
+    Unpack {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// How a tarball is compressed, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Plain,
+    Gzip,
+    Zstd,
+    Xz,
+    Bzip2,
+}
+
+/// The longest magic number we look for (xz's).
+const MAGIC_LEN: usize = 6;
+
+/// Recognises gzip, zstd, xz and bzip2 by magic bytes; anything else is
+/// taken for a plain tar (whose first bytes are a file name).
+pub fn detect(magic: &[u8]) -> Compression {
+    match magic {
+        [0x1f, 0x8b, ..] => Compression::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Compression::Xz,
+        [b'B', b'Z', b'h', ..] => Compression::Bzip2,
+        _ => Compression::Plain,
+    }
+}
+
+/// What unpacking produced.
+#[derive(Debug, Clone)]
+pub struct Unpacked {
+    /// sha256 of the uncompressed tar stream.
+    pub diff_id: Digest,
+    /// Bytes of regular file content written.
+    pub size: u64,
+    /// Block and character devices left out.
+    pub skipped_devices: u64,
+}
+
+/// Unpacks the tarball read from `input` into the existing folder `dest`.
+pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
+    let tar = HashingReader::new(decompress(input)?);
+    let mut archive = tar::Archive::new(tar);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_preserve_ownerships(false);
+    archive.set_unpack_xattrs(false);
+    archive.set_overwrite(true);
+
+    let mut stats = Stats::default();
+    let mut directories = Vec::new();
+    for entry in archive.entries().map_err(LayerError::Read)? {
+        let entry = entry.map_err(LayerError::Read)?;
+        stats.entries += 1;
+        let kind = entry.header().entry_type();
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        inside_root(Path::new(&name)).ok_or_else(|| LayerError::PathEscape(name.clone()))?;
+        if kind.is_block_special() || kind.is_character_special() {
+            stats.skipped_devices += 1;
+        } else if kind.is_dir() {
+            // Directories last: a read-only directory would refuse its own children.
+            directories.push(entry);
+        } else {
+            if kind.is_file() || kind == tar::EntryType::Continuous {
+                stats.size += entry.size();
+            }
+            unpack_entry(entry, dest, &name)?;
+        }
+    }
+    // Children sort after their parents, so reverse order sets a parent's mode
+    // and mtime only once its children exist.
+    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
+    for dir in directories {
+        let name = String::from_utf8_lossy(&dir.path_bytes()).into_owned();
+        unpack_entry(dir, dest, &name)?;
+    }
+    if stats.entries == 0 {
+        return Err(LayerError::Empty);
+    }
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(LayerError::Read)?;
+    Ok(Unpacked {
+        diff_id: rest.finish(),
+        size: stats.size,
+        skipped_devices: stats.skipped_devices,
+    })
+}
+
+#[derive(Default)]
+struct Stats {
+    entries: u64,
+    size: u64,
+    skipped_devices: u64,
+}
+
+fn unpack_entry<R: Read>(
+    mut entry: tar::Entry<'_, R>,
+    dest: &Path,
+    name: &str,
+) -> Result<(), LayerError> {
+    let unpack_err = |source| LayerError::Unpack {
+        path: name.to_string(),
+        source,
+    };
+    let inside = entry.unpack_in(dest).map_err(unpack_err)?;
+    // `unpack_in` skips rather than fails on escapes; we checked `..` already,
+    // so a skip here is an escape we did not foresee.
+    if inside {
+        Ok(())
+    } else {
+        Err(LayerError::PathEscape(name.to_string()))
+    }
+}
+
+/// The entry's path relative to the layer root, or `None` if it climbs out.
+/// Leading `/` and `.` components are dropped, as tar itself does.
+pub fn inside_root(path: &Path) -> Option<PathBuf> {
+    let mut rel = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(p) => rel.push(p),
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(rel)
+}
+
+/// Peeks at the magic bytes, then wraps `input` in the matching decoder.
+fn decompress<'a>(mut input: impl Read + 'a) -> Result<Box<dyn Read + 'a>, LayerError> {
+    let mut magic = [0u8; MAGIC_LEN];
+    let n = read_up_to(&mut input, &mut magic).map_err(LayerError::Read)?;
+    let stream = io::BufReader::new(Cursor::new(magic[..n].to_vec()).chain(input));
+    Ok(match detect(&magic[..n]) {
+        Compression::Plain => Box::new(stream),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(stream)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(stream).map_err(LayerError::Read)?)
+        }
+        Compression::Xz => return Err(LayerError::UnsupportedCompression("xz")),
+        Compression::Bzip2 => return Err(LayerError::UnsupportedCompression("bzip2")),
+    })
+}
+
+/// Fills `buf` unless the stream ends first; pipes may return short reads.
+fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Passes bytes through while hashing them.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn finish(self) -> Digest {
+        Digest::from_hasher(self.hasher)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Renames an unpacked folder into place. A directory can only move to a new
+/// parent when it is writable (its `..` entry changes), so a read-only layer
+/// root is opened up for the move and closed again after.
+pub fn move_into_place(from: &Path, to: &Path) -> io::Result<()> {
+    let mode = fs::symlink_metadata(from)?.permissions().mode();
+    if mode & 0o200 == 0 {
+        fs::set_permissions(from, fs::Permissions::from_mode(mode | 0o700))?;
+    }
+    fs::rename(from, to)?;
+    fs::set_permissions(to, fs::Permissions::from_mode(mode & 0o7777))
+}
+
+/// Removes a folder tree that may hold read-only directories (an unpacked
+/// rootfs usually does), which plain `remove_dir_all` cannot empty.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
+    open_up(path)?;
+    fs::remove_dir_all(path)
+}
+
+/// Gives the owner rwx on every directory under `dir`, without following symlinks.
+fn open_up(dir: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o700))?;
+    }
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            open_up(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testutil::{add_file, tarball};
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    fn add_special(
+        b: &mut tar::Builder<Vec<u8>>,
+        path: &str,
+        kind: tar::EntryType,
+        mode: u32,
+        link: Option<&str>,
+    ) {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_mode(mode);
+        h.set_mtime(2_000_000);
+        h.set_entry_type(kind);
+        if let Some(link) = link {
+            h.set_link_name(link).unwrap();
+        }
+        b.append_data(&mut h, path, io::empty()).unwrap();
+    }
+
+    /// Writes a raw header, bypassing the tar crate's own `..` checks.
+    fn add_raw_name(b: &mut tar::Builder<Vec<u8>>, name: &str) {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+    }
+
+    #[test]
+    fn detects_compression_by_magic() {
+        assert_eq!(detect(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
+        assert_eq!(detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Compression::Zstd);
+        assert_eq!(detect(&[0xfd, b'7', b'z', b'X', b'Z', 0]), Compression::Xz);
+        assert_eq!(detect(b"BZh91AY"), Compression::Bzip2);
+        assert_eq!(detect(b"bin/"), Compression::Plain);
+        assert_eq!(detect(b""), Compression::Plain);
+    }
+
+    #[test]
+    fn rejects_paths_that_climb_out() {
+        assert_eq!(
+            inside_root(Path::new("./bin/sh")),
+            Some(PathBuf::from("bin/sh"))
+        );
+        assert_eq!(
+            inside_root(Path::new("/etc/passwd")),
+            Some(PathBuf::from("etc/passwd"))
+        );
+        assert_eq!(inside_root(Path::new("a/../../x")), None);
+        assert_eq!(inside_root(Path::new("../x")), None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let tar = tarball(|b| add_raw_name(b, "../escape"));
+        let err = unpack(&tar[..], dir.path()).unwrap_err();
+        assert!(
+            matches!(err, LayerError::PathEscape(ref p) if p == "../escape"),
+            "{err}"
+        );
+        assert!(!dir.path().parent().unwrap().join("escape").exists());
+    }
+
+    #[test]
+    fn refuses_writing_through_a_symlink_out_of_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let target = outside.path().to_str().unwrap().to_string();
+        let tar = tarball(|b| {
+            add_special(b, "evil", tar::EntryType::Symlink, 0o777, Some(&target));
+            add_file(b, "evil/owned", b"x", 0o644);
+        });
+        assert!(unpack(&tar[..], &root).is_err());
+        assert!(!outside.path().join("owned").exists());
+    }
+
+    #[test]
+    fn unpacks_modes_links_and_skips_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = tarball(|b| {
+            add_special(b, "bin/", tar::EntryType::Directory, 0o555, None);
+            add_file(b, "bin/busybox", b"#!elf", 0o4755);
+            add_special(b, "bin/sh", tar::EntryType::Symlink, 0o777, Some("busybox"));
+            add_special(
+                b,
+                "bin/ash",
+                tar::EntryType::Link,
+                0o755,
+                Some("bin/busybox"),
+            );
+            add_special(b, "dev/null", tar::EntryType::Char, 0o666, None);
+            add_file(b, "etc/.wh.gone", b"", 0o644);
+        });
+        let out = unpack(&tar[..], dir.path()).unwrap();
+        assert_eq!(out.size, 5);
+        assert_eq!(out.skipped_devices, 1);
+        assert_eq!(out.diff_id, Digest::of(&tar));
+        let root = dir.path();
+        let busybox = fs::metadata(root.join("bin/busybox")).unwrap();
+        assert_eq!(busybox.mode() & 0o7777, 0o4755);
+        assert_eq!(busybox.mtime(), 1_000_000);
+        assert_eq!(busybox.nlink(), 2);
+        assert_eq!(
+            fs::read_link(root.join("bin/sh")).unwrap(),
+            Path::new("busybox")
+        );
+        assert_eq!(
+            fs::metadata(root.join("bin")).unwrap().mode() & 0o777,
+            0o555
+        );
+        assert!(!root.join("dev/null").exists());
+        assert!(root.join("etc/.wh.gone").exists());
+        remove_tree(root).unwrap();
+        assert!(!root.exists());
+    }
+
+    #[test]
+    fn gzip_and_zstd_hash_the_uncompressed_stream() {
+        let tar = tarball(|b| add_file(b, "hello", b"hi", 0o644));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = zstd::encode_all(&tar[..], 1).unwrap();
+        for compressed in [gz, zst] {
+            let dir = tempfile::tempdir().unwrap();
+            let out = unpack(&compressed[..], dir.path()).unwrap();
+            assert_eq!(out.diff_id, Digest::of(&tar));
+            assert_eq!(fs::read(dir.path().join("hello")).unwrap(), b"hi");
+        }
+    }
+
+    #[test]
+    fn refuses_empty_and_xz_input() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            unpack(&b""[..], dir.path()),
+            Err(LayerError::Empty)
+        ));
+        let xz = [0xfd, b'7', b'z', b'X', b'Z', 0x00, 1, 2];
+        assert!(matches!(
+            unpack(&xz[..], dir.path()),
+            Err(LayerError::UnsupportedCompression("xz"))
+        ));
+    }
+}
