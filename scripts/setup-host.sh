@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Prepares this machine the way a normal distribution ships, so burrow can be
+# run and tested as an unprivileged user. Run as root; idempotent.
+#
+#   scripts/setup-host.sh [--demo]
+#
+# What it does, and why:
+# - installs the few Debian packages burrow and its tests use: uidmap
+#   (newuidmap/newgidmap for the subordinate id ranges), fuse3 (fusermount3),
+#   busybox-static (the test image), iproute2 (network tests);
+# - creates `burrow-test`, a user with /etc/subuid and /etc/subgid ranges (the
+#   normal rootless setup), and `burrow-nosub`, a user with none (burrow's
+#   single-id fallback); with --demo also `burrow-demo`, for scripts/demo.sh;
+# - makes /dev/fuse and /dev/net/tun usable by everyone (mode 0666), as
+#   distributions ship them; bare cloud images leave them 0600.
+set -euo pipefail
+
+PACKAGES=(uidmap fuse3 busybox-static iproute2)
+USERS=(burrow-test)
+[[ ${1:-} == --demo ]] && USERS=(burrow-demo)
+
+log() { printf 'setup-host: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ $(id -u) == 0 ]] || die "run me as root (I install packages and create users)"
+
+install_packages() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [[ ${#missing[@]} == 0 ]] && return
+    log "installing ${missing[*]}"
+    # Another apt may be running (a benchmark setup, unattended upgrades): wait for its lock.
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Prints the first id after every range in /etc/subuid and /etc/subgid, so a
+# range added by hand overlaps none of them.
+next_free_subid() {
+    local next=200000 start count f
+    for f in /etc/subuid /etc/subgid; do
+        [[ -f $f ]] || continue
+        while IFS=: read -r _ start count; do
+            [[ $start =~ ^[0-9]+$ && $count =~ ^[0-9]+$ ]] || continue
+            (( start + count > next )) && next=$(( start + count ))
+        done <"$f"
+    done
+    echo "$next"
+}
+
+has_subids() {
+    grep -q "^$1:" /etc/subuid 2>/dev/null && grep -q "^$1:" /etc/subgid 2>/dev/null
+}
+
+ensure_user_with_subids() {
+    local user=$1
+    id "$user" >/dev/null 2>&1 || { log "creating user $user"; useradd --create-home --shell /bin/bash "$user"; }
+    touch /etc/subuid /etc/subgid
+    if ! grep -q "^$user:" /etc/subuid; then
+        local start; start=$(next_free_subid)
+        log "adding subuids $start-$(( start + 65535 )) for $user"
+        usermod --add-subuids "$start-$(( start + 65535 ))" "$user"
+    fi
+    if ! grep -q "^$user:" /etc/subgid; then
+        local start; start=$(next_free_subid)
+        log "adding subgids $start-$(( start + 65535 )) for $user"
+        usermod --add-subgids "$start-$(( start + 65535 ))" "$user"
+    fi
+    has_subids "$user" || die "could not give $user subordinate ids"
+}
+
+ensure_user_without_subids() {
+    local user=$1
+    id "$user" >/dev/null 2>&1 || {
+        log "creating user $user (no subordinate ids)"
+        useradd --create-home --shell /bin/bash -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$user"
+    }
+    # Some useradd builds ignore -K for these: remove whatever was added.
+    sed -i "/^$user:/d" /etc/subuid /etc/subgid
+}
+
+open_devices() {
+    local d
+    for d in /dev/fuse /dev/net/tun; do
+        [[ -e $d ]] && chmod 0666 "$d"
+    done
+    return 0
+}
+
+install_packages
+for u in "${USERS[@]}"; do ensure_user_with_subids "$u"; done
+[[ ${1:-} == --demo ]] || ensure_user_without_subids burrow-nosub
+open_devices
+log "ready: ${USERS[*]} (with subids)$([[ ${1:-} == --demo ]] || echo ', burrow-nosub (without)')"

@@ -1,0 +1,23 @@
+//! Integration tests: the `burrow` binary, run as an unprivileged user.
+//!
+//! One test binary (cargo builds and links it once); the modules below group
+//! the tests by topic. `util` is the harness: read its module doc first.
+//! Expected behaviour is Docker's unless a test says otherwise.
+
+#[macro_use]
+mod util;
+
+#[path = "cli/images.rs"]
+mod images;
+#[path = "cli/isolation.rs"]
+mod isolation;
+#[path = "cli/lifecycle.rs"]
+mod lifecycle;
+#[path = "cli/logs.rs"]
+mod logs;
+#[path = "cli/ps.rs"]
+mod ps;
+#[path = "cli/run.rs"]
+mod run;
+#[path = "cli/security.rs"]
+mod security;

@@ -1,0 +1,177 @@
+//! `import`, `images`, `tag`, `rmi`, and images by id.
+
+use crate::util::{Env, is_full_id};
+
+#[test]
+fn import_prints_the_image_id() {
+    let env = setup!(Env::empty());
+    let out = env
+        .burrow([
+            "import".as_ref(),
+            env.busybox_tar().as_os_str(),
+            "busybox".as_ref(),
+        ])
+        .success();
+    let id = out.stdout.trim();
+    let hex = id
+        .strip_prefix("sha256:")
+        .unwrap_or_else(|| panic!("import must print sha256:<id>\n{}", out.describe()));
+    assert!(is_full_id(hex), "{}", out.describe());
+    // The same tarball is the same image.
+    let again = env.ok([
+        "import".as_ref(),
+        env.busybox_tar().as_os_str(),
+        "other".as_ref(),
+    ]);
+    assert_eq!(again.trim(), id);
+}
+
+#[test]
+fn import_reads_standard_input() {
+    let env = setup!(Env::empty());
+    let tar = std::fs::read(env.busybox_tar()).unwrap();
+    env.burrow_with_stdin(["import", "-", "piped:v1"], &tar)
+        .success();
+    let images = env.ok(["images"]);
+    assert!(
+        images
+            .lines()
+            .any(|l| l.starts_with("piped ") && l.contains(" v1 ")),
+        "{images}"
+    );
+    env.ok(["run", "--rm", "piped:v1", "true"]);
+}
+
+#[test]
+fn import_of_a_missing_file_fails() {
+    let env = setup!(Env::empty());
+    let out = env
+        .burrow(["import", "/nonexistent/rootfs.tar", "x"])
+        .burrow_error();
+    assert!(
+        out.stderr.contains("/nonexistent/rootfs.tar"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn images_lists_tags_ids_and_json() {
+    let env = setup!(Env::new());
+    let table = env.ok(["images"]);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    for col in ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"] {
+        assert!(header.contains(col), "header {header:?} lacks {col}");
+    }
+    let row = lines.next().unwrap_or_default();
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"busybox"), "{table}");
+    assert_eq!(fields.get(1), Some(&"latest"), "{table}");
+
+    let quiet = env.ok(["images", "-q"]);
+    let ids: Vec<&str> = quiet.lines().collect();
+    assert_eq!(ids.len(), 1, "{quiet}");
+    assert_eq!(ids[0].len(), 12, "images -q prints short ids: {quiet}");
+    assert!(fields.get(2).is_some_and(|f| f == &ids[0]), "{table}");
+
+    let json = env.ok(["images", "--format", "json"]);
+    let objs: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(objs.len(), 1, "{json}");
+    assert_eq!(objs[0]["Repository"], "busybox", "{json}");
+    assert_eq!(objs[0]["Tag"], "latest", "{json}");
+    assert!(
+        objs[0]["ID"].as_str().is_some_and(|id| id.contains(ids[0])),
+        "{json}"
+    );
+}
+
+#[test]
+fn tag_adds_a_name_and_rmi_removes_it() {
+    let env = setup!(Env::new());
+    env.ok(["tag", "busybox", "mybox:1"]);
+    let json = env.ok(["images", "--format", "json"]);
+    let objs: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), 2, "{json}");
+    assert_eq!(
+        objs[0]["ID"], objs[1]["ID"],
+        "a tag names the same image: {json}"
+    );
+    env.ok(["run", "--rm", "mybox:1", "true"]);
+
+    let out = env.ok(["rmi", "mybox:1"]);
+    assert!(out.contains("Untagged: mybox:1"), "{out}");
+    let images = env.ok(["images"]);
+    assert!(!images.contains("mybox"), "{images}");
+    assert!(
+        images.contains("busybox"),
+        "removing one tag keeps the other: {images}"
+    );
+
+    let out = env.ok(["rmi", "busybox"]);
+    assert!(
+        out.contains("Deleted: sha256:"),
+        "removing the last tag deletes the image: {out}"
+    );
+    assert_eq!(env.ok(["images", "-q"]).trim(), "");
+}
+
+#[test]
+fn rmi_of_an_unknown_image_fails() {
+    let env = setup!(Env::new());
+    env.burrow(["rmi", "nosuchimage"]).burrow_error();
+}
+
+#[test]
+fn rmi_refuses_an_image_a_container_uses() {
+    let env = setup!(Env::new());
+    env.ok(["create", "--name", "user-of-image", "busybox", "true"]);
+    let out = env.burrow(["rmi", "busybox"]).burrow_error();
+    assert!(
+        out.stderr.contains("container"),
+        "the refusal names the reason\n{}",
+        out.describe()
+    );
+    assert!(env.ok(["images"]).contains("busybox"));
+    // -f removes the name; the container keeps working.
+    env.ok(["rmi", "-f", "busybox"]);
+    assert!(env.ok(["ps", "-a"]).contains("user-of-image"));
+    env.ok(["start", "-a", "user-of-image"]);
+}
+
+#[test]
+fn images_resolve_by_id_prefix() {
+    let env = setup!(Env::new());
+    let short = env.ok(["images", "-q"]).trim().to_string();
+    env.ok(["run", "--rm", short.as_str(), "true"]);
+    env.ok(["run", "--rm", &short[..6], "true"]);
+    let image = env.ok(["inspect", "--type", "image", "busybox"]);
+    let v: serde_json::Value = serde_json::from_str(&image).unwrap();
+    assert!(
+        v[0]["Id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with(&format!("sha256:{short}"))),
+        "{image}"
+    );
+    assert!(
+        v[0]["RepoTags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == "busybox:latest")),
+        "{image}"
+    );
+}
+
+#[test]
+fn run_of_an_unknown_image_fails_with_125() {
+    let env = setup!(Env::new());
+    let out = env
+        .burrow(["run", "--rm", "nosuchimage", "true"])
+        .burrow_error();
+    assert!(out.stderr.contains("nosuchimage"), "{}", out.describe());
+}
