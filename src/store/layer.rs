@@ -31,7 +31,7 @@ pub enum LayerError {
     Empty,
     #[error("tar entry \"{0}\" points outside the root folder; refusing to unpack it")]
     PathEscape(String),
-    #[error("cannot read the tarball")]
+    #[error("cannot read the tarball; is it a tar archive?")]
     Read(#[source] io::Error),
     #[error("cannot unpack tar entry \"{path}\"")]
     Unpack {
@@ -90,7 +90,7 @@ pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
     let mut stats = Stats::default();
     let mut directories = Vec::new();
     for entry in archive.entries().map_err(LayerError::Read)? {
-        let entry = entry.map_err(LayerError::Read)?;
+        let entry = entry.map_err(|e| LayerError::Read(one_line(e)))?;
         stats.entries += 1;
         let kind = entry.header().entry_type();
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -150,6 +150,24 @@ fn unpack_entry<R: Read>(
     } else {
         Err(LayerError::PathEscape(name.to_string()))
     }
+}
+
+/// The tar crate quotes raw header bytes in its errors; keep one short,
+/// printable line so a file that is not a tarball does not flood the terminal.
+fn one_line(e: io::Error) -> io::Error {
+    const MAX: usize = 80;
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    let printable = |c: char| !c.is_control() && c != char::REPLACEMENT_CHARACTER;
+    if first.len() == text.len() && first.chars().count() <= MAX && first.chars().all(printable) {
+        return e;
+    }
+    let short: String = first
+        .chars()
+        .take(MAX)
+        .map(|c| if printable(c) { c } else { '?' })
+        .collect();
+    io::Error::new(e.kind(), format!("{short}…"))
 }
 
 /// The entry's path relative to the layer root, or `None` if it climbs out.
@@ -346,7 +364,15 @@ mod tests {
             add_special(b, "evil", tar::EntryType::Symlink, 0o777, Some(&target));
             add_file(b, "evil/owned", b"x", 0o644);
         });
-        assert!(unpack(&tar[..], &root).is_err());
+        let err = unpack(&tar[..], &root).unwrap_err();
+        let LayerError::Unpack { path, source } = err else {
+            panic!("{err}")
+        };
+        assert_eq!(path, "evil/owned");
+        assert!(
+            source.to_string().contains("outside of destination"),
+            "{source}"
+        );
         assert!(!outside.path().join("owned").exists());
     }
 
