@@ -69,7 +69,8 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("burrow: {e:#}");
-            EXIT_BURROW
+            // A command that could not start keeps Docker's 126 or 127.
+            e.downcast_ref::<crate::container::StartError>().map_or(EXIT_BURROW, |s| s.code)
         }
     }
 }

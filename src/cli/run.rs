@@ -1,6 +1,8 @@
 //! `run` and `create`.
 
 use anyhow::Result;
+
+use crate::container::{self, Attach, CreateRequest};
 use clap::Args;
 
 use crate::paths::Dirs;
@@ -75,10 +77,43 @@ pub struct CreateArgs {
     pub opts: ContainerOpts,
 }
 
-pub fn run(_dirs: &Dirs, _a: RunArgs) -> Result<i32> {
-    anyhow::bail!("run: being written")
+impl ContainerOpts {
+    fn request(&self) -> CreateRequest {
+        CreateRequest {
+            image: self.image.clone(),
+            name: self.name.clone(),
+            command: self.command.clone(),
+            entrypoint: self.entrypoint.clone(),
+            env: self.env.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            volumes: self.volumes.clone(),
+            hostname: self.hostname.clone(),
+            network: self.network.clone(),
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            init: self.init,
+            interactive: self.interactive,
+            auto_remove: self.rm,
+        }
+    }
 }
 
-pub fn create(_dirs: &Dirs, _a: CreateArgs) -> Result<i32> {
-    anyhow::bail!("create: being written")
+pub fn run(dirs: &Dirs, a: RunArgs) -> Result<i32> {
+    let rec = container::create(dirs, &a.opts.request())?;
+    let attach = if a.detach { Attach::Detached } else { Attach::Foreground { log: !a.opts.rm } };
+    match container::start(dirs, &rec, attach)? {
+        Some(code) => Ok(code),
+        None => {
+            println!("{}", rec.id);
+            Ok(0)
+        }
+    }
+}
+
+pub fn create(dirs: &Dirs, a: CreateArgs) -> Result<i32> {
+    let rec = container::create(dirs, &a.opts.request())?;
+    println!("{}", rec.id);
+    Ok(0)
 }

@@ -1,0 +1,294 @@
+//! The per-container supervisor: the role conmon plays for Podman.
+//!
+//! It owns one run of a container. It spawns the sandbox from the bundle's
+//! `config.json`, holds the parent end of the container's stdout and stderr,
+//! writes every line to the log with its time (and, attached, to the
+//! terminal), forwards the signals it receives to the container, reaps it,
+//! records the exit code and time, and removes an `--rm` container.
+//!
+//! Detached, the supervisor is a forked copy of the CLI in a session of its
+//! own; the CLI waits on a pipe until the command has been `exec`ed (or an
+//! error comes back) and then exits. Attached, the CLI process itself is the
+//! supervisor. Either way it is single-threaded, which the sandbox's
+//! fork-style clone requires, and one poll loop serves it.
+//!
+//! If the supervisor dies, the kernel kills the container with it (the
+//! container's parent-death signal), and the runtime file it leaves behind
+//! lets the next command record the container as exited with that reason.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+use anyhow::{Context, Result, bail};
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{Pid, pipe2};
+
+use super::logs::{self, Stream};
+use super::record::{self, Runtime};
+use crate::paths::Dirs;
+use crate::sandbox::{self, Plan, SandboxError, Stdio};
+
+/// How a start relates to the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// Run in the background; return once the command runs.
+    Detached,
+    /// Stream output here and wait. `log` keeps a copy in the container log;
+    /// an `--rm` container started in the foreground needs none, and its
+    /// output then goes straight to the terminal with no copying.
+    Foreground { log: bool },
+}
+
+/// Signals an attached supervisor forwards to the container, as `docker run`
+/// does with its signal proxy; SIGCHLD tells it the container has exited.
+const FORWARDED: &[Signal] =
+    &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+
+/// A start failure that carries Docker's exit code (125, 126 or 127).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StartError {
+    pub code: i32,
+    pub message: String,
+}
+
+/// Starts container `id`, whose lock the caller holds (`lock` is released
+/// once the command runs). Detached: returns `Ok(None)` when it runs.
+/// Foreground: returns `Ok(Some(exit_code))` when it has exited.
+pub fn start(dirs: &Dirs, id: &str, attach: Attach, interactive: bool, lock: record::Lock) -> Result<Option<i32>> {
+    let spec_path = dirs.container(id).join("config.json");
+    let spec = oci_spec::runtime::Spec::load(&spec_path)
+        .with_context(|| format!("cannot read the runtime spec {}", spec_path.display()))?;
+    let plan = Plan::from_spec(&spec, &dirs.container(id))?;
+    match attach {
+        Attach::Foreground { .. } => {
+            let code = supervise(dirs, id, &plan, attach, interactive, lock, None)?;
+            Ok(Some(code))
+        }
+        Attach::Detached => detach(dirs, id, &plan, lock).map(|()| None),
+    }
+}
+
+/// Forks the background supervisor and waits for its word that the command
+/// runs.
+fn detach(dirs: &Dirs, id: &str, plan: &Plan, lock: record::Lock) -> Result<()> {
+    let (ready_rx, ready_tx) = pipe2(OFlag::O_CLOEXEC).context("cannot create a pipe")?;
+    match sandbox::sys::clone_fork(0).context("cannot fork the supervisor")? {
+        sandbox::sys::Forked::Child => {
+            drop(ready_rx);
+            let code = match become_daemon()
+                .and_then(|()| supervise(dirs, id, plan, Attach::Detached, false, lock, Some(ready_tx)))
+            {
+                Ok(_) => 0,
+                Err(_) => 1,
+            };
+            sandbox::sys::exit_now(code)
+        }
+        sandbox::sys::Forked::Parent(_) => {
+            drop(ready_tx);
+            let mut report = Vec::new();
+            File::from(ready_rx).read_to_end(&mut report).context("cannot hear from the supervisor")?;
+            drop(lock);
+            match report.split_first() {
+                None => bail!("the supervisor exited before starting the container"),
+                Some((0, _)) => Ok(()),
+                Some((&code, msg)) => {
+                    Err(StartError { code: code.into(), message: String::from_utf8_lossy(msg).into_owned() }.into())
+                }
+            }
+        }
+    }
+}
+
+/// Leaves the CLI's session and terminal, so closing the terminal does not
+/// signal the supervisor, and points its stdio at /dev/null.
+fn become_daemon() -> Result<()> {
+    nix::unistd::setsid()?;
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    nix::unistd::dup2_stdin(null.as_fd())?;
+    nix::unistd::dup2_stdout(null.as_fd())?;
+    nix::unistd::dup2_stderr(null.as_fd())?;
+    Ok(())
+}
+
+/// Runs one life of the container in this process.
+fn supervise(
+    dirs: &Dirs,
+    id: &str,
+    plan: &Plan,
+    attach: Attach,
+    interactive: bool,
+    lock: record::Lock,
+    ready: Option<OwnedFd>,
+) -> Result<i32> {
+    let log = attach != Attach::Foreground { log: false };
+    let mut rec = record::load_record(dirs, id)?;
+    let me = std::process::id() as i32;
+    let mut rt = Runtime {
+        supervisor_pid: me,
+        supervisor_start: record::process_start_time(me).unwrap_or(0),
+        pid: 0,
+        started_at: crate::timefmt::now(),
+    };
+    record::save_runtime(dirs, id, &rt)?;
+    rec.last = record::LastRun { started_at: rt.started_at.clone(), ..Default::default() };
+    record::save_record(dirs, &rec)?;
+
+    // Block the signals we wait for before the container exists, so none
+    // arrives unhandled; the sandbox's child unblocks them for itself.
+    let mut mask = SigSet::empty();
+    for s in FORWARDED.iter().chain([&Signal::SIGCHLD]) {
+        mask.add(*s);
+    }
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+
+    let (stdio, pipes) = make_stdio(log, interactive)?;
+    let pid = match sandbox::spawn(plan, stdio) {
+        Ok(pid) => pid,
+        Err(e) => return Err(fail_start(dirs, &mut rec, e, ready)),
+    };
+    rt.pid = pid.as_raw();
+    record::save_runtime(dirs, id, &rt)?;
+    if let Some(tx) = ready {
+        File::from(tx).write_all(&[0])?;
+    }
+    drop(lock);
+
+    let echo = matches!(attach, Attach::Foreground { .. });
+    let status = serve(dirs, id, pid, &sigfd, pipes, echo)?;
+    finish(dirs, id, sandbox::exit_code(status).unwrap_or(125))
+}
+
+/// The container's stdio: pipes to read when logging, else this process's
+/// own descriptors. Stdin is /dev/null unless `-i`.
+fn make_stdio(log: bool, interactive: bool) -> Result<(Stdio, Option<[OwnedFd; 2]>)> {
+    let stdin: OwnedFd = if interactive {
+        io::stdin().as_fd().try_clone_to_owned()?
+    } else {
+        File::open("/dev/null")?.into()
+    };
+    if !log {
+        let stdout = io::stdout().as_fd().try_clone_to_owned()?;
+        let stderr = io::stderr().as_fd().try_clone_to_owned()?;
+        return Ok((Stdio { stdin, stdout, stderr }, None));
+    }
+    let (out_rx, out_tx) = pipe2(OFlag::O_CLOEXEC)?;
+    let (err_rx, err_tx) = pipe2(OFlag::O_CLOEXEC)?;
+    Ok((Stdio { stdin, stdout: out_tx, stderr: err_tx }, Some([out_rx, err_rx])))
+}
+
+/// Records a failed start and turns it into the error the CLI reports.
+fn fail_start(dirs: &Dirs, rec: &mut record::Record, e: SandboxError, ready: Option<OwnedFd>) -> anyhow::Error {
+    let code = e.exit_code();
+    let message = e.to_string();
+    rec.last.exit_code = Some(code);
+    rec.last.finished_at = crate::timefmt::now();
+    rec.last.error = message.clone();
+    let _ = record::save_record(dirs, rec);
+    record::clear_runtime(dirs, &rec.id);
+    if let Some(tx) = ready {
+        let mut f = File::from(tx);
+        let _ = f.write_all(&[code as u8]);
+        let _ = f.write_all(message.as_bytes());
+    }
+    if rec.config.auto_remove {
+        let _ = super::remove_files(dirs, &rec.id);
+    }
+    StartError { code, message }.into()
+}
+
+/// The poll loop: copies output to the log (and the terminal when attached),
+/// forwards signals, and returns the container's wait status once it has
+/// exited and its output is drained.
+fn serve(
+    dirs: &Dirs,
+    id: &str,
+    pid: Pid,
+    sigfd: &SignalFd,
+    pipes: Option<[OwnedFd; 2]>,
+    echo: bool,
+) -> Result<WaitStatus> {
+    let mut writer = match &pipes {
+        Some(_) => Some(logs::Writer::open(&logs::path(dirs, id)).context("cannot open the container log")?),
+        None => None,
+    };
+    let mut open: Vec<(OwnedFd, Stream)> = pipes
+        .map(|[o, e]| vec![(o, Stream::Stdout), (e, Stream::Stderr)])
+        .unwrap_or_default();
+    let mut status = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    while status.is_none() || !open.is_empty() {
+        let mut fds: Vec<PollFd> = open.iter().map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
+        fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::Error::EINTR) => continue,
+            r => r?,
+        };
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(true)).collect();
+        drop(fds);
+        for i in (0..open.len()).rev() {
+            if !ready[i] {
+                continue;
+            }
+            let n = nix::unistd::read(&open[i].0, &mut buf).unwrap_or(0);
+            if n == 0 {
+                open.remove(i);
+                continue;
+            }
+            let stream = open[i].1;
+            if let Some(w) = writer.as_mut() {
+                let _ = w.write(stream, &buf[..n]);
+            }
+            if echo {
+                let _ = match stream {
+                    Stream::Stdout => io::stdout().write_all(&buf[..n]).and_then(|()| io::stdout().flush()),
+                    Stream::Stderr => io::stderr().write_all(&buf[..n]),
+                };
+            }
+        }
+        if ready[ready.len() - 1] {
+            while let Ok(Some(info)) = sigfd.read_signal() {
+                let sig = Signal::try_from(info.ssi_signo as i32).ok();
+                match sig {
+                    Some(Signal::SIGCHLD) => {}
+                    Some(s) => {
+                        let _ = kill(pid, s);
+                    }
+                    None => {}
+                }
+            }
+            if status.is_none() {
+                match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) => {}
+                    Ok(s) => status = Some(s),
+                    Err(e) => return Err(e).context("cannot wait for the container"),
+                }
+            }
+        }
+    }
+    if let Some(w) = writer.as_mut() {
+        let _ = w.flush();
+    }
+    Ok(status.expect("the loop ends only with a status"))
+}
+
+/// Records the exit, clears the runtime state, removes an `--rm` container.
+fn finish(dirs: &Dirs, id: &str, code: i32) -> Result<i32> {
+    let _guard = record::lock(dirs, id)?;
+    let mut rec = record::load_record(dirs, id)?;
+    rec.last.exit_code = Some(code);
+    rec.last.finished_at = crate::timefmt::now();
+    record::save_record(dirs, &rec)?;
+    record::clear_runtime(dirs, id);
+    if rec.config.auto_remove {
+        drop(_guard);
+        super::remove_files(dirs, id)?;
+    }
+    Ok(code)
+}

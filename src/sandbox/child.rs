@@ -1,0 +1,237 @@
+//! The recipe the container's first process walks, inside its new namespaces.
+//!
+//! Order matters and each step says why: wait for the id maps, take the stdio,
+//! mount everything below the rootfs, `pivot_root`, hide what must be hidden,
+//! name the host, bring up loopback, then either become the init and fork the
+//! command, or become the command. Errors go back to the parent through the
+//! error pipe as one line and an exit code; success is that pipe closing on
+//! `exec`.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use caps::CapSet;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+use nix::unistd::{Gid, Uid, chdir, execve, sethostname, setresgid, setresuid, setsid};
+
+use super::plan::{Plan, ProcessPlan, set_name};
+use super::sys::{self, Forked};
+use super::{SandboxError, Stdio, init, mounts};
+
+/// Exit codes the child reports for a command that cannot start, as Docker's.
+pub const EXIT_NOT_EXECUTABLE: i32 = 126;
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Runs the recipe; never returns. `maps_done` is read until the parent has
+/// written the id maps; `report` carries an error back.
+pub fn run(plan: &Plan, stdio: Stdio, maps_done: OwnedFd, report: OwnedFd) -> ! {
+    let mut report = Some(report);
+    let err = match setup(plan, stdio, maps_done, &mut report) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let code = err.exit_code();
+    // One message, then exit; the parent reads to EOF.
+    if let Some(fd) = report {
+        let mut out = std::fs::File::from(fd);
+        let _ = out.write_all(&[code as u8]);
+        let _ = out.write_all(err.to_string().as_bytes());
+    }
+    sys::exit_now(code)
+}
+
+fn setup(
+    plan: &Plan,
+    stdio: Stdio,
+    maps_done: OwnedFd,
+    report: &mut Option<OwnedFd>,
+) -> Result<Infallible, SandboxError> {
+    let setup_err = |step: &str| {
+        let step = step.to_string();
+        move |e: nix::Error| SandboxError::Setup { step, source: e.into() }
+    };
+    // If the supervisor dies, so does the container: nothing is left running
+    // that no one watches.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup_err("set the parent-death signal"))?;
+    sys::reset_signals().map_err(|source| SandboxError::Setup { step: "reset signals".into(), source })?;
+    wait_for_maps(maps_done)?;
+    take_stdio(stdio).map_err(setup_err("attach stdio"))?;
+
+    mounts::prepare_root(&plan.rootfs)?;
+    for op in &plan.mounts {
+        mounts::apply(&plan.rootfs, op)?;
+    }
+    mounts::dev_symlinks(&plan.rootfs)?;
+    mounts::pivot(&plan.rootfs)?;
+    for p in &plan.masked_paths {
+        mounts::mask(p)?;
+    }
+    for p in &plan.readonly_paths {
+        mounts::make_readonly(p)?;
+    }
+    if plan.readonly_root {
+        mounts::readonly_root()?;
+    }
+    if let Some(name) = &plan.hostname {
+        if plan.namespaces.contains(CloneFlags::CLONE_NEWUTS) {
+            sethostname(name).map_err(setup_err("set the hostname"))?;
+        }
+    }
+    if plan.namespaces.contains(CloneFlags::CLONE_NEWNET) {
+        loopback_up()?;
+    }
+
+    if !plan.init {
+        return exec_command(&plan.process);
+    }
+    // The init waits for signals with all of them blocked; block before the
+    // fork so none is lost between fork and the init's first wait.
+    let all = SigSet::all();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None).map_err(setup_err("block signals"))?;
+    match sys::clone_fork(0).map_err(|e| SandboxError::Setup { step: "fork the command".into(), source: e })? {
+        Forked::Child => {
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(setup_err("unblock signals"))?;
+            exec_command(&plan.process)
+        }
+        Forked::Parent(pid) => {
+            // The command's copy of the error pipe closes at its exec; the
+            // init's must close now or the parent would wait forever.
+            drop(report.take());
+            init::run(pid)
+        }
+    }
+}
+
+fn wait_for_maps(maps_done: OwnedFd) -> Result<(), SandboxError> {
+    let mut byte = [0u8; 1];
+    match std::fs::File::from(maps_done).read(&mut byte) {
+        Ok(1) => Ok(()),
+        // EOF: the parent failed to write the maps (it says why) or died.
+        _ => Err(SandboxError::Setup {
+            step: "wait for the id maps".into(),
+            source: std::io::Error::other("the parent gave up"),
+        }),
+    }
+}
+
+fn take_stdio(stdio: Stdio) -> nix::Result<()> {
+    nix::unistd::dup2_stdin(stdio.stdin.as_fd())?;
+    nix::unistd::dup2_stdout(stdio.stdout.as_fd())?;
+    nix::unistd::dup2_stderr(stdio.stderr.as_fd())?;
+    Ok(())
+}
+
+fn loopback_up() -> Result<(), SandboxError> {
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| SandboxError::Setup { step: "open a socket for lo".into(), source: e.into() })?;
+    sys::set_link_up(sock.as_fd(), "lo")
+        .map_err(|source| SandboxError::Setup { step: "bring up lo".into(), source })
+}
+
+/// Becomes the container's command: session, working folder, identity,
+/// capabilities, then `execve`.
+fn exec_command(p: &ProcessPlan) -> Result<Infallible, SandboxError> {
+    let err = |step: String| move |e: nix::Error| SandboxError::Setup { step, source: e.into() };
+    setsid().map_err(err("start a session".into()))?;
+    // Docker creates a missing working folder rather than failing.
+    let _ = std::fs::create_dir_all(&p.cwd);
+    chdir(&p.cwd).map_err(err(format!("chdir to working directory {}", p.cwd.display())))?;
+
+    for cap in caps::all().difference(&p.bounding) {
+        match caps::drop(None, CapSet::Bounding, *cap) {
+            Ok(()) => {}
+            // Capabilities newer than this kernel are not in the set anyway.
+            Err(_) if !caps::has_cap(None, CapSet::Bounding, *cap).unwrap_or(false) => {}
+            Err(e) => return Err(caps_err("bounding", e)),
+        }
+    }
+    nix::sys::prctl::set_keepcaps(true).map_err(err("keep capabilities".into()))?;
+    set_identity(p)?;
+    // capset(2) requires effective ⊆ permitted after every call: shrink
+    // effective first, then permitted (the spec asks effective ⊆ permitted).
+    caps::set(None, CapSet::Effective, &p.effective).map_err(|e| caps_err(set_name(CapSet::Effective), e))?;
+    caps::set(None, CapSet::Permitted, &p.permitted).map_err(|e| caps_err(set_name(CapSet::Permitted), e))?;
+    caps::set(None, CapSet::Inheritable, &p.inheritable).map_err(|e| caps_err(set_name(CapSet::Inheritable), e))?;
+    caps::set(None, CapSet::Ambient, &p.ambient).map_err(|e| caps_err(set_name(CapSet::Ambient), e))?;
+    if p.no_new_privs {
+        nix::sys::prctl::set_no_new_privs().map_err(err("set no_new_privs".into()))?;
+    }
+    sys::cloexec_from(3).map_err(|source| SandboxError::Setup { step: "close descriptors".into(), source })?;
+    exec(p)
+}
+
+fn caps_err(set: &str, e: caps::errors::CapsError) -> SandboxError {
+    SandboxError::Setup { step: format!("set the {set} capabilities"), source: std::io::Error::other(e.to_string()) }
+}
+
+fn set_identity(p: &ProcessPlan) -> Result<(), SandboxError> {
+    let gids: Vec<Gid> = p.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+    match nix::unistd::setgroups(&gids) {
+        Ok(()) => {}
+        // In single-id mode setgroups is denied; fine when no groups are asked.
+        Err(nix::Error::EPERM) if gids.is_empty() => {}
+        Err(e) => {
+            return Err(SandboxError::Setup { step: "set supplementary groups".into(), source: e.into() });
+        }
+    }
+    let (uid, gid) = (Uid::from_raw(p.uid), Gid::from_raw(p.gid));
+    setresgid(gid, gid, gid).map_err(|e| SandboxError::Setup {
+        step: format!("switch to gid {} (is it mapped in the user namespace?)", p.gid),
+        source: e.into(),
+    })?;
+    setresuid(uid, uid, uid).map_err(|e| SandboxError::Setup {
+        step: format!("switch to uid {} (is it mapped in the user namespace?)", p.uid),
+        source: e.into(),
+    })
+}
+
+/// `execvpe` with the container's own `PATH`: the search must use the
+/// container's environment, not burrow's.
+fn exec(p: &ProcessPlan) -> Result<Infallible, SandboxError> {
+    let cstr = |s: &[u8]| CString::new(s).map_err(|_| SandboxError::Spec("argument contains a NUL byte".into()));
+    let args = p.args.iter().map(|a| cstr(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
+    let env = p.env.iter().map(|a| cstr(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
+    let cmd = &p.args[0];
+    let candidates: Vec<std::path::PathBuf> = if cmd.contains('/') {
+        vec![cmd.into()]
+    } else {
+        let path = p
+            .env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(cmd)).collect()
+    };
+    let mut denied = None;
+    for c in &candidates {
+        let file = cstr(c.as_os_str().as_bytes())?;
+        match execve(&file, &args, &env) {
+            Err(nix::Error::EACCES) | Err(nix::Error::ENOEXEC) | Err(nix::Error::EISDIR) => {
+                denied = Some(c.clone())
+            }
+            Err(_) => {}
+            Ok(never) => match never {},
+        }
+    }
+    Err(match denied {
+        Some(path) => SandboxError::Start {
+            code: EXIT_NOT_EXECUTABLE,
+            message: format!("exec: \"{}\": permission denied", path.display()),
+        },
+        None if cmd.contains('/') => SandboxError::Start {
+            code: EXIT_NOT_FOUND,
+            message: format!("exec: \"{cmd}\": stat {cmd}: no such file or directory"),
+        },
+        None => SandboxError::Start {
+            code: EXIT_NOT_FOUND,
+            message: format!("exec: \"{cmd}\": executable file not found in $PATH"),
+        },
+    })
+}

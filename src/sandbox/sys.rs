@@ -1,0 +1,108 @@
+//! The raw system calls the sandbox needs that `nix` does not wrap safely.
+//!
+//! Every `unsafe` block of the crate's sandbox lives here, one small function
+//! each, with the reason it is sound.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::unistd::Pid;
+
+/// What `clone_fork` returned on one side of the fork.
+pub enum Forked {
+    Parent(Pid),
+    Child,
+}
+
+/// `clone(2)` with namespace flags and fork semantics: no new stack, the child
+/// continues from here on a copy-on-write copy of the caller's memory, and the
+/// parent gets SIGCHLD when it exits.
+///
+/// Unlike `unshare`, this puts the child *inside* a new pid namespace as its
+/// pid 1, and creates every namespace owned by the new user namespace at once.
+///
+/// # Safety contract (checked by the callers' design, not the compiler)
+/// The caller must be single-threaded: the child gets a copy of only the
+/// calling thread, so a lock held by another thread (the allocator's, stdio's)
+/// would stay locked forever in the child. burrow's CLI and supervisor never
+/// start threads before spawning a container.
+pub fn clone_fork(flags: libc::c_int) -> io::Result<Forked> {
+    // SAFETY: with a null stack pointer clone behaves as fork (the child runs
+    // on a copy of the parent's stack); no pointers are passed for the
+    // parent/child tid or tls arguments because no CLONE_*TID/SETTLS flag is
+    // set. Single-threadedness is the documented contract above.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(pid as i32))),
+    }
+}
+
+/// Marks every descriptor from `first` upward close-on-exec, so the container's
+/// command inherits only its stdio (and whatever the caller deliberately
+/// placed below `first`).
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on
+    // descriptors; it touches no memory.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
+    };
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Brings the network interface `name` up (`SIOCSIFFLAGS` with `IFF_UP`).
+/// Used for `lo` in a fresh network namespace, which starts down.
+pub fn set_link_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    // SAFETY: ifreq is plain old data; all-zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write only the ifreq we pass,
+    // which lives for the whole call; ifru_flags is the union member these
+    // requests use.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// `_exit(2)`: leaves a forked child without running the parent's atexit
+/// handlers or flushing stdio buffers it copied from the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Restores default dispositions for the signals a Rust program ignores at
+/// startup (SIGPIPE), which `execve` would otherwise pass on to the
+/// container's command, and clears the blocked mask the supervisor uses.
+pub fn reset_signals() -> io::Result<()> {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+    // SAFETY: installing SIG_DFL runs no handler code, so none of signal(2)'s
+    // async-signal-safety concerns apply.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    Ok(())
+}
