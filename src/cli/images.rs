@@ -151,9 +151,17 @@ pub fn tag(dirs: &Dirs, a: TagArgs) -> Result<i32> {
 
 /// Names of the containers created from `image_id`.
 fn containers_using(dirs: &Dirs, image_id: &str) -> Result<Vec<String>> {
-    // TODO: wire to crate::container::images_in_use once the container module has it.
-    let _ = (dirs, image_id);
-    Ok(Vec::new())
+    let in_use = crate::container::images_in_use(dirs).with_context(|| {
+        format!(
+            "cannot check which containers use image {}",
+            &image_id[..12]
+        )
+    })?;
+    Ok(in_use
+        .into_iter()
+        .filter(|(_, id)| id == image_id)
+        .map(|(name, _)| name)
+        .collect())
 }
 
 /// `rmi` names images that exist; the store's "import it" hint would mislead.

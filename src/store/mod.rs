@@ -44,7 +44,7 @@ pub use remove::Conflict;
 use self::index::{Meta, Tags};
 use self::lock::LockGuard;
 use self::scratch::Scratch;
-use crate::image::{Digest, Reference, is_sha256_hex};
+use crate::image::{Digest, Reference};
 use crate::paths::{Dirs, make_private_dir, write_atomic};
 use crate::timefmt;
 
@@ -423,11 +423,6 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     write_atomic(path, bytes)
         .with_context(|| format!("cannot write {}", path.display()))
         .map_err(StoreError::from)
-}
-
-/// True when `s` could only be an image id, never a tag (64 hex characters).
-pub fn is_full_id(s: &str) -> bool {
-    is_sha256_hex(s.strip_prefix("sha256:").unwrap_or(s))
 }
 
 #[cfg(test)]
