@@ -75,6 +75,8 @@ pub struct Unpacked {
     pub size: u64,
     /// Block and character devices left out.
     pub skipped_devices: u64,
+    /// The latest mtime of any entry, in seconds since the epoch.
+    pub newest_mtime: u64,
 }
 
 /// Unpacks the tarball read from `input` into the existing folder `dest`.
@@ -92,6 +94,9 @@ pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
     for entry in archive.entries().map_err(LayerError::Read)? {
         let entry = entry.map_err(|e| LayerError::Read(one_line(e)))?;
         stats.entries += 1;
+        if let Ok(mtime) = entry.header().mtime() {
+            stats.newest_mtime = stats.newest_mtime.max(mtime);
+        }
         let kind = entry.header().entry_type();
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         inside_root(Path::new(&name)).ok_or_else(|| LayerError::PathEscape(name.clone()))?;
@@ -123,12 +128,14 @@ pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
         diff_id: rest.finish(),
         size: stats.size,
         skipped_devices: stats.skipped_devices,
+        newest_mtime: stats.newest_mtime,
     })
 }
 
 #[derive(Default)]
 struct Stats {
     entries: u64,
+    newest_mtime: u64,
     size: u64,
     skipped_devices: u64,
 }
@@ -396,6 +403,7 @@ mod tests {
         let out = unpack(&tar[..], dir.path()).unwrap();
         assert_eq!(out.size, 5);
         assert_eq!(out.skipped_devices, 1);
+        assert_eq!(out.newest_mtime, 2_000_000);
         assert_eq!(out.diff_id, Digest::of(&tar));
         let root = dir.path();
         let busybox = fs::metadata(root.join("bin/busybox")).unwrap();

@@ -33,6 +33,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
 use thiserror::Error;
@@ -154,7 +155,11 @@ impl Store {
         let scratch = Scratch::create(&self.tmp, "unpack")
             .with_context(|| format!("cannot create a scratch folder in {}", self.tmp.display()))?;
         let unpacked = layer::unpack(input, scratch.path()).context("cannot import the tarball")?;
-        let config = import::config(&unpacked.diff_id, options, &timefmt::now());
+        // The tarball's own newest mtime, not the clock, dates the image, so the
+        // same tarball with the same options is the same image (same id), as a
+        // reproducible build would want; Docker uses the clock instead.
+        let created = UNIX_EPOCH + Duration::from_secs(unpacked.newest_mtime);
+        let config = import::config(&unpacked.diff_id, options, &timefmt::rfc3339(created));
         let bytes = serde_json::to_vec(&config).context("cannot encode the image config")?;
         let id = Digest::of(&bytes);
 

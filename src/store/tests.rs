@@ -32,8 +32,13 @@ fn rootfs(marker: &[u8]) -> Vec<u8> {
 }
 
 fn import(s: &Store, tar: &[u8], reference: Option<&str>) -> Image {
+    import_with(s, tar, reference, None)
+}
+
+fn import_with(s: &Store, tar: &[u8], reference: Option<&str>, message: Option<&str>) -> Image {
     let options = ImportOptions {
         reference: reference.map(|r| r.parse().unwrap()),
+        message: message.map(str::to_string),
         source: "-".into(),
         ..Default::default()
     };
@@ -87,21 +92,43 @@ fn import_then_resolve_by_tag_and_id_prefix() {
 }
 
 #[test]
+fn the_same_tarball_is_the_same_image() {
+    let t = store();
+    let tar = rootfs(b"same");
+    let first = import(&t.store, &tar, Some("a"));
+    let again = import(&t.store, &tar, Some("b"));
+    assert_eq!(first.id, again.id);
+    assert_eq!(again.repo_tags, vec!["a:latest", "b:latest"]);
+    // Dated by the tarball's newest mtime, not the clock.
+    assert_eq!(first.created, "1970-01-12T13:46:40.000000000Z");
+}
+
+#[test]
 fn untagged_images_list_newest_first_and_share_layers() {
     let t = store();
     let tar = rootfs(b"same");
     let first = import(&t.store, &tar, None);
-    let second = import(&t.store, &tar, Some("user/app:1"));
+    let second = import_with(&t.store, &tar, Some("user/app:1"), Some("another message"));
     assert_ne!(
         first.id, second.id,
-        "created times differ, so do the configs"
+        "the history comments differ, so do the configs"
     );
     assert_eq!(first.layers, second.layers);
+    let newer = tarball(|b| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_mtime(5_000_000);
+        b.append_data(&mut h, "new", &b"x"[..]).unwrap();
+    });
+    let third = import(&t.store, &newer, None);
     let list = t.store.list().unwrap();
     let ids: Vec<_> = list.iter().map(|i| i.id.as_str()).collect();
-    assert_eq!(ids, vec![second.id.as_str(), first.id.as_str()]);
-    assert!(list[1].repo_tags.is_empty());
-    assert_eq!(list[0].repo_tags, vec!["user/app:1"]);
+    assert_eq!(ids[0], third.id);
+    assert_eq!(ids.len(), 3);
+    let tagged: Vec<_> = list.iter().filter(|i| !i.repo_tags.is_empty()).collect();
+    assert_eq!(tagged.len(), 1);
+    assert_eq!(tagged[0].repo_tags, vec!["user/app:1"]);
 }
 
 #[test]
@@ -147,8 +174,8 @@ fn tag_moves_and_adds_names() {
 fn rmi_untags_then_deletes_and_collects_unused_layers() {
     let t = store();
     let shared = rootfs(b"shared");
-    let a = import(&t.store, &shared, Some("a"));
-    let b = import(&t.store, &shared, Some("b"));
+    let a = import_with(&t.store, &shared, Some("a"), Some("a"));
+    let b = import_with(&t.store, &shared, Some("b"), Some("b"));
     let own = import(&t.store, &rootfs(b"own"), Some("c"));
     t.store.tag("a", &"a:2".parse().unwrap()).unwrap();
 
