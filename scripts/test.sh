@@ -68,7 +68,7 @@ log "building (cargo build, cargo test --no-run)"
 cargo build "${locked[@]}"
 cargo test "${locked[@]}" --no-run
 
-step "cargo test" cargo test "${locked[@]}" "$@"
+step "cargo test" cargo test "${locked[@]}" --no-fail-fast "$@"
 
 if [[ ${SKIP_LINT:-} != 1 ]]; then
     if have_component fmt rustfmt; then
