@@ -32,7 +32,8 @@ impl Dirs {
             Some(r) => absolute(r)?,
             None => default_runtime_dir()?,
         };
-        make_private_dir(&data).with_context(|| format!("cannot create data folder {}", data.display()))?;
+        make_private_dir(&data)
+            .with_context(|| format!("cannot create data folder {}", data.display()))?;
         make_private_dir(&runtime)
             .with_context(|| format!("cannot create runtime folder {}", runtime.display()))?;
         Ok(Dirs { data, runtime })
@@ -57,11 +58,18 @@ impl Dirs {
 }
 
 fn absolute(p: PathBuf) -> Result<PathBuf> {
-    Ok(if p.is_absolute() { p } else { std::env::current_dir()?.join(p) })
+    Ok(if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir()?.join(p)
+    })
 }
 
 fn env_dir(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute())
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
 }
 
 fn default_data_dir() -> Result<PathBuf> {

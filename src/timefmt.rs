@@ -101,7 +101,10 @@ mod tests {
         let s = rfc3339(t);
         assert_eq!(s, "2026-11-27T02:31:04.123456789Z");
         assert_eq!(parse_rfc3339(&s), Some(t));
-        assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(UNIX_EPOCH + Duration::from_secs(951_782_400)));
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00Z"),
+            Some(UNIX_EPOCH + Duration::from_secs(951_782_400))
+        );
         assert_eq!(parse_rfc3339("garbage"), None);
     }
 

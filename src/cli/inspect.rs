@@ -1,20 +1,136 @@
-//! `inspect`.
+//! `inspect`: Docker-shaped JSON for containers and images.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
+use serde_json::{Value, json};
 
+use crate::container::{self, record::Record, record::Status};
 use crate::paths::Dirs;
+use crate::store::{Image, Store};
 
 /// Show low-level details of containers or images as JSON
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  burrow inspect web\n  burrow inspect --type image busybox")]
 pub struct InspectArgs {
-    /// What to inspect: container, image, or both (containers first)
+    /// What to inspect: container, image, or any (containers first)
     #[arg(long = "type", default_value = "any")]
     pub kind: String,
     #[arg(required = true)]
     pub names: Vec<String>,
 }
 
-pub fn run(_d: &Dirs, _a: InspectArgs) -> Result<i32> {
-    anyhow::bail!("being written")
+pub fn run(dirs: &Dirs, a: InspectArgs) -> Result<i32> {
+    if !["any", "container", "image"].contains(&a.kind.as_str()) {
+        bail!("unknown --type \"{}\": use container or image", a.kind);
+    }
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for name in &a.names {
+        let found = match a.kind.as_str() {
+            "container" => container_json(dirs, name).ok(),
+            "image" => image_json(dirs, name).ok(),
+            _ => container_json(dirs, name)
+                .or_else(|_| image_json(dirs, name))
+                .ok(),
+        };
+        match found {
+            Some(v) => out.push(v),
+            None => missing.push(name.clone()),
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&Value::Array(out))?);
+    if !missing.is_empty() {
+        bail!("no such object: {}", missing.join(", "));
+    }
+    Ok(0)
+}
+
+fn container_json(dirs: &Dirs, name: &str) -> Result<Value> {
+    let mut rec = container::find(dirs, name)?;
+    let status = container::record::status(dirs, &mut rec)?;
+    Ok(container_value(dirs, &rec, &status))
+}
+
+fn container_value(dirs: &Dirs, r: &Record, s: &Status) -> Value {
+    let (pid, supervisor) = match s {
+        Status::Running {
+            pid,
+            supervisor_pid,
+            ..
+        } => (*pid, *supervisor_pid),
+        _ => (0, 0),
+    };
+    let c = &r.config;
+    json!({
+        "Id": r.id,
+        "Created": r.created,
+        "Path": r.command.first(),
+        "Args": r.command.get(1..).unwrap_or(&[]),
+        "State": {
+            "Status": s.word(),
+            "Running": matches!(s, Status::Running { .. }),
+            "Paused": false,
+            "Restarting": false,
+            "Dead": false,
+            "Pid": pid,
+            "ExitCode": r.last.exit_code.unwrap_or(0),
+            "Error": r.last.error,
+            "StartedAt": r.last.started_at,
+            "FinishedAt": r.last.finished_at,
+            "BurrowSupervisorPid": supervisor,
+        },
+        "Image": format!("sha256:{}", r.image_id),
+        "Name": format!("/{}", r.name),
+        "LogPath": container::logs::path(dirs, &r.id),
+        "Driver": container::rootfs::DRIVER,
+        "Platform": "linux",
+        "Mounts": c.binds.iter().map(|b| json!({
+            "Type": "bind",
+            "Source": b.source,
+            "Destination": b.destination,
+            "Mode": if b.readonly { "ro" } else { "rw" },
+            "RW": !b.readonly,
+        })).collect::<Vec<_>>(),
+        "Config": {
+            "Hostname": c.hostname,
+            "User": c.user,
+            "Env": c.env,
+            "Cmd": r.command,
+            "Image": r.image,
+            "WorkingDir": c.workdir,
+            "Labels": c.labels,
+            "StopSignal": container::stop_signal(r).as_str(),
+            "OpenStdin": c.interactive,
+        },
+        "HostConfig": {
+            "Binds": c.binds.iter().map(|b| format!("{}:{}{}", b.source.display(), b.destination, if b.readonly { ":ro" } else { "" })).collect::<Vec<_>>(),
+            "NetworkMode": c.network,
+            "AutoRemove": c.auto_remove,
+            "CapAdd": c.cap_add,
+            "CapDrop": c.cap_drop,
+            "Privileged": c.privileged,
+            "Init": c.init,
+        },
+        "GraphDriver": { "Name": container::rootfs::DRIVER, "Data": { "Dir": dirs.container(&r.id).join("rootfs") } },
+    })
+}
+
+fn image_json(dirs: &Dirs, name: &str) -> Result<Value> {
+    let img = Store::open(dirs)?.resolve(name)?;
+    Ok(image_value(&img))
+}
+
+fn image_value(img: &Image) -> Value {
+    let cfg = &img.config;
+    json!({
+        "Id": format!("sha256:{}", img.id),
+        "RepoTags": img.repo_tags,
+        "Created": img.created,
+        "Size": img.size,
+        "Architecture": cfg.architecture().to_string(),
+        "Os": cfg.os().to_string(),
+        "Config": cfg.config(),
+        "RootFS": cfg.rootfs(),
+        "History": cfg.history(),
+    })
 }

@@ -71,7 +71,11 @@ pub fn start(dirs: &Dirs, a: StartArgs) -> Result<i32> {
     }
     each(&a.containers, |name| {
         let rec = container::find(dirs, name)?;
-        let attach = if a.attach { Attach::Foreground { log: true } } else { Attach::Detached };
+        let attach = if a.attach {
+            Attach::Foreground { log: true }
+        } else {
+            Attach::Detached
+        };
         match container::start(dirs, &rec, attach)? {
             Some(code) => Ok(Some(code)),
             None => {
@@ -124,7 +128,10 @@ pub fn wait(dirs: &Dirs, a: WaitArgs) -> Result<i32> {
     each(&a.containers, |name| {
         let rec = container::find(dirs, name)?;
         container::wait_stopped(dirs, &rec, Duration::MAX)?;
-        let code = container::record::load_record(dirs, &rec.id).ok().and_then(|r| r.last.exit_code).unwrap_or(0);
+        let code = container::record::load_record(dirs, &rec.id)
+            .ok()
+            .and_then(|r| r.last.exit_code)
+            .unwrap_or(0);
         println!("{code}");
         Ok(None)
     })

@@ -70,7 +70,8 @@ pub fn main() -> i32 {
         Err(e) => {
             eprintln!("burrow: {e:#}");
             // A command that could not start keeps Docker's 126 or 127.
-            e.downcast_ref::<crate::container::StartError>().map_or(EXIT_BURROW, |s| s.code)
+            e.downcast_ref::<crate::container::StartError>()
+                .map_or(EXIT_BURROW, |s| s.code)
         }
     }
 }

@@ -1,12 +1,19 @@
 //! `ps`.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
+use serde_json::json;
 
+use super::table;
+use crate::container::{self, record::Status};
 use crate::paths::Dirs;
+use crate::timefmt;
 
 /// List containers
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  burrow ps\n  burrow ps -a\n  burrow ps -aq\n  burrow ps -a --format json"
+)]
 pub struct PsArgs {
     /// Show all containers, not only running ones
     #[arg(short, long)]
@@ -22,6 +29,103 @@ pub struct PsArgs {
     pub no_trunc: bool,
 }
 
-pub fn run(_d: &Dirs, _a: PsArgs) -> Result<i32> {
-    anyhow::bail!("being written")
+/// The STATUS column, as Docker words it.
+pub fn status_text(s: &Status) -> String {
+    match s {
+        Status::Created => "Created".into(),
+        Status::Running { started_at, .. } => format!("Up {}", human_since(started_at)),
+        Status::Exited { code, finished_at } => {
+            format!("Exited ({code}) {} ago", human_since(finished_at))
+        }
+    }
+}
+
+fn human_since(stamp: &str) -> String {
+    timefmt::parse_rfc3339(stamp)
+        .map(|t| timefmt::human_duration(timefmt::since(t)))
+        .unwrap_or_default()
+}
+
+/// The COMMAND column: the command line quoted, as Docker shows it.
+fn command_text(cmd: &[String], no_trunc: bool) -> String {
+    let joined = cmd.join(" ");
+    let shown = if no_trunc {
+        joined
+    } else {
+        table::truncate(&joined, 20)
+    };
+    format!("\"{shown}\"")
+}
+
+pub fn run(dirs: &Dirs, a: PsArgs) -> Result<i32> {
+    let rows: Vec<_> = container::list(dirs)?
+        .into_iter()
+        .filter(|(_, s)| a.all || matches!(s, Status::Running { .. }))
+        .collect();
+    let short = |id: &str| {
+        if a.no_trunc {
+            id.to_string()
+        } else {
+            id[..12].to_string()
+        }
+    };
+    if a.quiet {
+        for (r, _) in &rows {
+            println!("{}", short(&r.id));
+        }
+        return Ok(0);
+    }
+    match a.format.as_str() {
+        "table" => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|(r, s)| {
+                    vec![
+                        short(&r.id),
+                        r.image.clone(),
+                        command_text(&r.command, a.no_trunc),
+                        timefmt::ago(&r.created),
+                        status_text(s),
+                        String::new(),
+                        r.name.clone(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(
+                    &[
+                        "CONTAINER ID",
+                        "IMAGE",
+                        "COMMAND",
+                        "CREATED",
+                        "STATUS",
+                        "PORTS",
+                        "NAMES"
+                    ],
+                    &cells
+                )
+            );
+        }
+        "json" | "{{json .}}" => {
+            for (r, s) in &rows {
+                let line = json!({
+                    "ID": short(&r.id),
+                    "Image": r.image,
+                    "Command": command_text(&r.command, a.no_trunc),
+                    "CreatedAt": r.created,
+                    "RunningFor": timefmt::ago(&r.created),
+                    "Status": status_text(s),
+                    "State": s.word(),
+                    "ExitCode": r.last.exit_code,
+                    "Ports": "",
+                    "Names": r.name,
+                    "Labels": r.config.labels,
+                });
+                println!("{line}");
+            }
+        }
+        other => bail!("unknown format \"{other}\": use table or json"),
+    }
+    Ok(0)
 }

@@ -61,7 +61,9 @@ pub struct ContainerOpts {
 
 /// Create and start a container
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  burrow run --rm busybox sh -c 'id; hostname'\n  burrow run -d --name web -e GREETING=hi -w /tmp busybox httpd -f -p 8000\n  burrow run --rm -v \"$PWD\":/work:ro busybox ls /work\n  burrow run --rm --user 1000:1000 --hostname box busybox id")]
+#[command(
+    after_help = "Examples:\n  burrow run --rm busybox sh -c 'id; hostname'\n  burrow run -d --name web -e GREETING=hi -w /tmp busybox httpd -f -p 8000\n  burrow run --rm -v \"$PWD\":/work:ro busybox ls /work\n  burrow run --rm --user 1000:1000 --hostname box busybox id"
+)]
 pub struct RunArgs {
     /// Run in the background and print the container id
     #[arg(short = 'd', long)]
@@ -102,7 +104,11 @@ impl ContainerOpts {
 
 pub fn run(dirs: &Dirs, a: RunArgs) -> Result<i32> {
     let rec = container::create(dirs, &a.opts.request())?;
-    let attach = if a.detach { Attach::Detached } else { Attach::Foreground { log: !a.opts.rm } };
+    let attach = if a.detach {
+        Attach::Detached
+    } else {
+        Attach::Foreground { log: !a.opts.rm }
+    };
     match container::start(dirs, &rec, attach)? {
         Some(code) => Ok(code),
         None => {

@@ -47,7 +47,15 @@ pub fn human_size(bytes: u64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    if i == 0 { format!("{bytes}B") } else { format!("{:.3}", v).trim_end_matches('0').trim_end_matches('.').to_string() + units[i] }
+    if i == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{:.3}", v)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + units[i]
+    }
 }
 
 #[cfg(test)]

@@ -49,7 +49,10 @@ impl Stream {
 impl Writer {
     pub fn open(path: &Path) -> io::Result<Writer> {
         let file = File::options().create(true).append(true).open(path)?;
-        Ok(Writer { file, pending: [Vec::new(), Vec::new()] })
+        Ok(Writer {
+            file,
+            pending: [Vec::new(), Vec::new()],
+        })
     }
 
     /// Takes bytes read from a stream; writes every complete line.
@@ -136,8 +139,18 @@ mod tests {
         w.write(Stream::Stdout, b"lo\nwor").unwrap();
         w.flush().unwrap();
         let (entries, end) = read_from(&p, 0).unwrap();
-        let got: Vec<(&str, &str)> = entries.iter().map(|e| (e.stream.as_str(), e.log.as_str())).collect();
-        assert_eq!(got, vec![("stderr", "oops\n"), ("stdout", "hello\n"), ("stdout", "wor")]);
+        let got: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|e| (e.stream.as_str(), e.log.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("stderr", "oops\n"),
+                ("stdout", "hello\n"),
+                ("stdout", "wor")
+            ]
+        );
         assert_eq!(read_from(&p, end).unwrap().0, vec![]);
     }
 }

@@ -59,7 +59,11 @@ pub struct CreateRequest {
 /// The caller's id maps on this host (range or single mode).
 pub fn host_ids() -> HostIds {
     let uid = nix::unistd::getuid();
-    let name = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string());
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string());
     idmap::detect(uid.as_raw(), nix::unistd::getgid().as_raw(), &name)
 }
 
@@ -67,7 +71,11 @@ pub fn host_ids() -> HostIds {
 pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let user_env = options::parse_env(&req.env, |k| std::env::var(k).ok())?;
-    let binds = req.volumes.iter().map(|v| options::parse_volume(v, &cwd)).collect::<Result<Vec<_>, _>>()?;
+    let binds = req
+        .volumes
+        .iter()
+        .map(|v| options::parse_volume(v, &cwd))
+        .collect::<Result<Vec<_>, _>>()?;
     let network = options::parse_network(&req.network)?;
     let user_spec = req.user.as_deref().map(options::parse_user).transpose()?;
     let caps = spec::capabilities(req.privileged, &req.cap_add, &req.cap_drop)?;
@@ -78,12 +86,20 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
     let cfg = image.config.config().clone().unwrap_or_default();
 
     let command = command_line(req, &cfg)?;
-    let workdir = req.workdir.clone().or_else(|| cfg.working_dir().clone()).filter(|w| !w.is_empty());
+    let workdir = req
+        .workdir
+        .clone()
+        .or_else(|| cfg.working_dir().clone())
+        .filter(|w| !w.is_empty());
     let workdir = workdir.unwrap_or_else(|| "/".into());
     if !workdir.starts_with('/') {
         bail!("the working directory \"{workdir}\" is invalid: it needs to be an absolute path");
     }
-    let user_text = req.user.clone().or_else(|| cfg.user().clone()).unwrap_or_default();
+    let user_text = req
+        .user
+        .clone()
+        .or_else(|| cfg.user().clone())
+        .unwrap_or_default();
     let ids = host_ids();
 
     let id = names::new_id();
@@ -92,14 +108,25 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
     let built = (|| -> Result<Record> {
         fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
         rootfs::prepare(&image.layers, &staging.join("rootfs"))?;
-        let user = resolve_user(&staging.join("rootfs"), user_spec.as_ref(), &user_text, &ids)?;
+        let user = resolve_user(
+            &staging.join("rootfs"),
+            user_spec.as_ref(),
+            &user_text,
+            &ids,
+        )?;
         let hostname = req.hostname.clone().unwrap_or_else(|| match network {
-            Network::Host => nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default(),
+            Network::Host => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_default(),
             Network::None => id[..12].to_string(),
         });
         let mut env = options::merge_env(cfg.env().as_deref().unwrap_or(&[]), &[]);
         if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+            env.insert(
+                0,
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            );
         }
         env = options::merge_env(&env, &[format!("HOSTNAME={hostname}")]);
         if !env.iter().any(|e| e.starts_with("HOME=")) {
@@ -127,8 +154,18 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
                 privileged: req.privileged,
                 init: req.init,
                 interactive: req.interactive,
-                stop_signal: image.config.config().as_ref().and_then(|c| c.stop_signal().clone()).unwrap_or_default(),
-                labels: cfg.labels().clone().unwrap_or_default().into_iter().collect(),
+                stop_signal: image
+                    .config
+                    .config()
+                    .as_ref()
+                    .and_then(|c| c.stop_signal().clone())
+                    .unwrap_or_default(),
+                labels: cfg
+                    .labels()
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
             },
             last: Default::default(),
         };
@@ -145,8 +182,10 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
             },
         )?;
         // The bound files are named by their final path in the spec.
-        let spec_text = serde_json::to_string_pretty(&spec)?
-            .replace(&staging.display().to_string(), &dirs.container(&id).display().to_string());
+        let spec_text = serde_json::to_string_pretty(&spec)?.replace(
+            &staging.display().to_string(),
+            &dirs.container(&id).display().to_string(),
+        );
         fs::write(staging.join("config.json"), spec_text)?;
         Ok(rec)
     })();
@@ -175,8 +214,12 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
         }
         None => names::generate(|n| existing.iter().any(|r| r.name == n)),
     };
-    fs::write(staging.join("container.json"), serde_json::to_vec_pretty(&rec)?)?;
-    fs::rename(&staging, dirs.container(&id)).context("cannot move the new container into place")?;
+    fs::write(
+        staging.join("container.json"),
+        serde_json::to_vec_pretty(&rec)?,
+    )?;
+    fs::rename(&staging, dirs.container(&id))
+        .context("cannot move the new container into place")?;
     Ok(rec)
 }
 
@@ -186,33 +229,59 @@ fn command_line(req: &CreateRequest, cfg: &oci_spec::image::Config) -> Result<Ve
     let (entrypoint, default_cmd) = match &req.entrypoint {
         Some(e) if e.is_empty() => (Vec::new(), Vec::new()),
         Some(e) => (vec![e.clone()], Vec::new()),
-        None => (cfg.entrypoint().clone().unwrap_or_default(), cfg.cmd().clone().unwrap_or_default()),
+        None => (
+            cfg.entrypoint().clone().unwrap_or_default(),
+            cfg.cmd().clone().unwrap_or_default(),
+        ),
     };
-    let cmd = if req.command.is_empty() { default_cmd } else { req.command.clone() };
+    let cmd = if req.command.is_empty() {
+        default_cmd
+    } else {
+        req.command.clone()
+    };
     let full: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if full.is_empty() {
-        bail!("no command specified: the image \"{}\" has no CMD or ENTRYPOINT; give a command after the image name", req.image);
+        bail!(
+            "no command specified: the image \"{}\" has no CMD or ENTRYPOINT; give a command after the image name",
+            req.image
+        );
     }
     Ok(full)
 }
 
-fn resolve_user(rootfs: &Path, spec: Option<&options::UserSpec>, text: &str, ids: &HostIds) -> Result<ResolvedUser> {
+fn resolve_user(
+    rootfs: &Path,
+    spec: Option<&options::UserSpec>,
+    text: &str,
+    ids: &HostIds,
+) -> Result<ResolvedUser> {
     let parsed;
     let spec = match spec {
         Some(s) => s,
-        None if text.is_empty() => &options::UserSpec { user: options::IdOrName::Id(0), group: None },
+        None if text.is_empty() => &options::UserSpec {
+            user: options::IdOrName::Id(0),
+            group: None,
+        },
         None => {
             parsed = options::parse_user(text)?;
             &parsed
         }
     };
     let read = |p: &str| {
-        crate::sandbox::secure_join(rootfs, Path::new(p)).and_then(fs::read_to_string).unwrap_or_default()
+        crate::sandbox::secure_join(rootfs, Path::new(p))
+            .and_then(fs::read_to_string)
+            .unwrap_or_default()
     };
-    let user = options::resolve_user(spec, &read("/etc/passwd"), &read("/etc/group")).map_err(|e| anyhow!(e))?;
+    let user = options::resolve_user(spec, &read("/etc/passwd"), &read("/etc/group"))
+        .map_err(|e| anyhow!(e))?;
     let unmapped = |what: &str, id: u32| {
-        let why = ids.single_reason.clone().unwrap_or_else(|| "it is outside the subordinate id range".into());
-        anyhow!("{what} {id} is not mapped in the container's user namespace: only id 0 is available because {why}")
+        let why = ids
+            .single_reason
+            .clone()
+            .unwrap_or_else(|| "it is outside the subordinate id range".into());
+        anyhow!(
+            "{what} {id} is not mapped in the container's user namespace: only id 0 is available because {why}"
+        )
     };
     if !idmap::is_mapped(&ids.uid_map, user.uid) {
         return Err(unmapped("uid", user.uid));
@@ -227,7 +296,11 @@ fn resolve_user(rootfs: &Path, spec: Option<&options::UserSpec>, text: &str, ids
 
 /// Writes `hosts`, `hostname` and `resolv.conf` for the container; returns
 /// (container path, host file) pairs to bind.
-fn write_etc_files(dir: &Path, hostname: &str, network: Network) -> Result<Vec<(&'static str, std::path::PathBuf)>> {
+fn write_etc_files(
+    dir: &Path,
+    hostname: &str,
+    network: Network,
+) -> Result<Vec<(&'static str, std::path::PathBuf)>> {
     let hosts = match network {
         Network::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
         Network::None => format!(
@@ -235,7 +308,11 @@ fn write_etc_files(dir: &Path, hostname: &str, network: Network) -> Result<Vec<(
         ),
     };
     let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let files = [("/etc/hosts", "hosts", hosts), ("/etc/hostname", "hostname", format!("{hostname}\n")), ("/etc/resolv.conf", "resolv.conf", resolv)];
+    let files = [
+        ("/etc/hosts", "hosts", hosts),
+        ("/etc/hostname", "hostname", format!("{hostname}\n")),
+        ("/etc/resolv.conf", "resolv.conf", resolv),
+    ];
     let mut out = Vec::new();
     for (dest, name, text) in files {
         let p = dir.join(name);
@@ -283,17 +360,26 @@ pub fn find(dirs: &Dirs, key: &str) -> Result<Record> {
     if let Some(r) = all.iter().find(|r| r.name == key || r.id == key) {
         return Ok(r.clone());
     }
-    let matches: Vec<&Record> = all.iter().filter(|r| !key.is_empty() && r.id.starts_with(key)).collect();
+    let matches: Vec<&Record> = all
+        .iter()
+        .filter(|r| !key.is_empty() && r.id.starts_with(key))
+        .collect();
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
         [] => bail!("no such container: {key}"),
-        _ => bail!("container id prefix \"{key}\" is ambiguous: it matches {} containers; give more characters", matches.len()),
+        _ => bail!(
+            "container id prefix \"{key}\" is ambiguous: it matches {} containers; give more characters",
+            matches.len()
+        ),
     }
 }
 
 /// Images used by containers, as (container name, image id) pairs, for `rmi`.
 pub fn images_in_use(dirs: &Dirs) -> Result<Vec<(String, String)>> {
-    Ok(list_records(dirs)?.into_iter().map(|r| (r.name, r.image_id)).collect())
+    Ok(list_records(dirs)?
+        .into_iter()
+        .map(|r| (r.name, r.image_id))
+        .collect())
 }
 
 /// Starts a created or exited container.
@@ -317,7 +403,11 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         return Signal::try_from(n).map_err(|_| anyhow!("invalid signal: {s}"));
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     name.parse().map_err(|_| anyhow!("invalid signal: {s}"))
 }
 
@@ -326,9 +416,8 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 pub fn signal(dirs: &Dirs, rec: &Record, sig: Signal) -> Result<()> {
     let mut r = rec.clone();
     match record::status(dirs, &mut r)? {
-        Status::Running { pid, .. } if pid > 0 => {
-            kill(Pid::from_raw(pid), sig).with_context(|| format!("cannot signal container {}", rec.name))
-        }
+        Status::Running { pid, .. } if pid > 0 => kill(Pid::from_raw(pid), sig)
+            .with_context(|| format!("cannot signal container {}", rec.name)),
         _ => bail!("container {} is not running", rec.name),
     }
 }
@@ -346,7 +435,10 @@ pub fn stop(dirs: &Dirs, rec: &Record, timeout: Duration) -> Result<()> {
     if wait_stopped(dirs, rec, Duration::from_secs(10))? {
         return Ok(());
     }
-    bail!("container {} did not stop within 10 seconds of SIGKILL", rec.name)
+    bail!(
+        "container {} did not stop within 10 seconds of SIGKILL",
+        rec.name
+    )
 }
 
 /// Polls until the container is not running; `false` on timeout.
@@ -419,7 +511,10 @@ pub fn remove_tree(path: &Path) -> Result<()> {
         i32::from(fs::remove_dir_all(path).is_err())
     })?;
     if code != 0 || path.exists() {
-        bail!("cannot remove {}: files in it belong to ids burrow cannot map", path.display());
+        bail!(
+            "cannot remove {}: files in it belong to ids burrow cannot map",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -428,7 +523,9 @@ pub fn remove_tree(path: &Path) -> Result<()> {
 /// (a container may leave read-only folders behind).
 fn make_writable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = fs::symlink_metadata(path) else { return };
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
     if !meta.is_dir() {
         return;
     }

@@ -3,17 +3,52 @@
 /// Adjectives and nouns for generated names, `adjective_noun` as Docker's.
 /// The nouns are burrowing animals.
 const ADJECTIVES: &[&str] = &[
-    "agile", "amazing", "bold", "brave", "bright", "busy", "calm", "clever", "cosy", "curious", "daring", "eager",
-    "earnest", "elegant", "fervent", "fond", "gallant", "gentle", "happy", "hardy", "humble", "jolly", "keen",
-    "kind", "lucid", "merry", "mighty", "modest", "nimble", "noble", "patient", "peaceful", "plucky", "proud",
-    "quiet", "quirky", "relaxed", "sharp", "shy", "silly", "sleepy", "smart", "snug", "steady", "stoic", "sturdy",
-    "sunny", "swift", "tender", "tidy", "trusty", "upbeat", "vibrant", "vigilant", "warm", "wise", "witty", "zealous",
+    "agile", "amazing", "bold", "brave", "bright", "busy", "calm", "clever", "cosy", "curious",
+    "daring", "eager", "earnest", "elegant", "fervent", "fond", "gallant", "gentle", "happy",
+    "hardy", "humble", "jolly", "keen", "kind", "lucid", "merry", "mighty", "modest", "nimble",
+    "noble", "patient", "peaceful", "plucky", "proud", "quiet", "quirky", "relaxed", "sharp",
+    "shy", "silly", "sleepy", "smart", "snug", "steady", "stoic", "sturdy", "sunny", "swift",
+    "tender", "tidy", "trusty", "upbeat", "vibrant", "vigilant", "warm", "wise", "witty",
+    "zealous",
 ];
 const NOUNS: &[&str] = &[
-    "aardvark", "armadillo", "badger", "bilby", "chipmunk", "coney", "dormouse", "echidna", "ferret", "gerbil",
-    "gopher", "groundhog", "hamster", "hare", "hedgehog", "jerboa", "marmot", "meerkat", "mole", "mongoose",
-    "numbat", "otter", "pangolin", "pika", "platypus", "prairiedog", "puffin", "rabbit", "shrew", "skunk",
-    "squirrel", "stoat", "tortoise", "vole", "weasel", "wombat", "woodchuck",
+    "aardvark",
+    "armadillo",
+    "badger",
+    "bilby",
+    "chipmunk",
+    "coney",
+    "dormouse",
+    "echidna",
+    "ferret",
+    "gerbil",
+    "gopher",
+    "groundhog",
+    "hamster",
+    "hare",
+    "hedgehog",
+    "jerboa",
+    "marmot",
+    "meerkat",
+    "mole",
+    "mongoose",
+    "numbat",
+    "otter",
+    "pangolin",
+    "pika",
+    "platypus",
+    "prairiedog",
+    "puffin",
+    "rabbit",
+    "shrew",
+    "skunk",
+    "squirrel",
+    "stoat",
+    "tortoise",
+    "vole",
+    "weasel",
+    "wombat",
+    "woodchuck",
 ];
 
 /// Random bytes from the kernel; burrow cannot run without them.
@@ -35,7 +70,11 @@ pub fn generate(taken: impl Fn(&str) -> bool) -> String {
         let r = random_bytes::<4>();
         let adj = ADJECTIVES[usize::from(r[0]) % ADJECTIVES.len()];
         let noun = NOUNS[usize::from(r[1]) % NOUNS.len()];
-        let name = if attempt < 8 { format!("{adj}_{noun}") } else { format!("{adj}_{noun}{}", r[2] % 100) };
+        let name = if attempt < 8 {
+            format!("{adj}_{noun}")
+        } else {
+            format!("{adj}_{noun}{}", r[2] % 100)
+        };
         if !taken(&name) {
             return name;
         }
@@ -51,7 +90,9 @@ pub fn validate(name: &str) -> Result<(), String> {
     if first_ok && rest_ok && name.len() >= 2 && name.len() <= 128 {
         Ok(())
     } else {
-        Err(format!("invalid container name \"{name}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at least 2 characters"))
+        Err(format!(
+            "invalid container name \"{name}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at least 2 characters"
+        ))
     }
 }
 

@@ -16,13 +16,18 @@ pub enum OptionError {
     Volume(String, String),
     #[error("invalid argument \"{0}\" for \"-u, --user\": {1}")]
     User(String, String),
-    #[error("invalid argument \"{0}\" for \"--network\": only \"none\" and \"host\" are supported yet")]
+    #[error(
+        "invalid argument \"{0}\" for \"--network\": only \"none\" and \"host\" are supported yet"
+    )]
     Network(String),
 }
 
 /// Parses `-e` values. `KEY` alone copies the value from `lookup` (burrow's
 /// environment) and is dropped when unset, as Docker does.
-pub fn parse_env(items: &[String], lookup: impl Fn(&str) -> Option<String>) -> Result<Vec<String>, OptionError> {
+pub fn parse_env(
+    items: &[String],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, OptionError> {
     let mut out = Vec::new();
     for item in items {
         let (key, value) = match item.split_once('=') {
@@ -48,7 +53,10 @@ pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for e in base.iter().chain(overrides) {
         let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
-        match out.iter_mut().find(|x| x.split_once('=').map_or(x.as_str(), |(k, _)| k) == key) {
+        match out
+            .iter_mut()
+            .find(|x| x.split_once('=').map_or(x.as_str(), |(k, _)| k) == key)
+        {
             Some(slot) => *slot = e.clone(),
             None => out.push(e.clone()),
         }
@@ -72,7 +80,11 @@ pub fn parse_volume(spec: &str, cwd: &std::path::Path) -> Result<Bind, OptionErr
     let (host, ctr, opts) = match parts.as_slice() {
         [h, c] => (*h, *c, ""),
         [h, c, o] => (*h, *c, *o),
-        [_] => return Err(err("anonymous volumes are not supported yet; give HOST:CONTAINER")),
+        [_] => {
+            return Err(err(
+                "anonymous volumes are not supported yet; give HOST:CONTAINER",
+            ));
+        }
         _ => return Err(err("expected HOST:CONTAINER[:OPTIONS]")),
     };
     let source = if host.starts_with('/') {
@@ -80,7 +92,9 @@ pub fn parse_volume(spec: &str, cwd: &std::path::Path) -> Result<Bind, OptionErr
     } else if host.starts_with('.') {
         cwd.join(host)
     } else {
-        return Err(err("named volumes are not supported yet; give an absolute host path"));
+        return Err(err(
+            "named volumes are not supported yet; give an absolute host path",
+        ));
     };
     if !ctr.starts_with('/') {
         return Err(err("the container path must be absolute"));
@@ -99,9 +113,16 @@ pub fn parse_volume(spec: &str, cwd: &std::path::Path) -> Result<Bind, OptionErr
         }
     }
     if !source.exists() {
-        return Err(err(&format!("host path {} does not exist; create it first", source.display())));
+        return Err(err(&format!(
+            "host path {} does not exist; create it first",
+            source.display()
+        )));
     }
-    Ok(Bind { source, destination: ctr.to_string(), readonly })
+    Ok(Bind {
+        source,
+        destination: ctr.to_string(),
+        readonly,
+    })
 }
 
 /// `--user` as given: ids or names, resolved against the image's
@@ -120,7 +141,8 @@ pub enum IdOrName {
 
 impl IdOrName {
     fn parse(s: &str) -> IdOrName {
-        s.parse().map_or_else(|_| IdOrName::Name(s.to_string()), IdOrName::Id)
+        s.parse()
+            .map_or_else(|_| IdOrName::Name(s.to_string()), IdOrName::Id)
     }
 }
 
@@ -130,7 +152,11 @@ pub fn parse_user(s: &str) -> Result<UserSpec, OptionError> {
         Some((u, g)) => (u, Some(g)),
         None => (s, None),
     };
-    let valid = |x: &str| !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    let valid = |x: &str| {
+        !x.is_empty()
+            && x.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    };
     if !valid(u) {
         return Err(err("expected UID[:GID] or NAME[:GROUP]"));
     }
@@ -139,7 +165,10 @@ pub fn parse_user(s: &str) -> Result<UserSpec, OptionError> {
             return Err(err("expected UID[:GID] or NAME[:GROUP]"));
         }
     }
-    Ok(UserSpec { user: IdOrName::parse(u), group: g.map(IdOrName::parse) })
+    Ok(UserSpec {
+        user: IdOrName::parse(u),
+        group: g.map(IdOrName::parse),
+    })
 }
 
 /// A user resolved to numbers, with its home and supplementary groups.
@@ -154,23 +183,44 @@ pub struct ResolvedUser {
 /// Resolves a user spec with the image's passwd and group files (their text;
 /// empty when the image has none). Numeric ids need no entry, as in Docker.
 pub fn resolve_user(spec: &UserSpec, passwd: &str, group: &str) -> Result<ResolvedUser, String> {
-    let users: Vec<Vec<&str>> = passwd.lines().map(|l| l.split(':').collect()).filter(|f: &Vec<&str>| f.len() >= 7).collect();
-    let groups: Vec<Vec<&str>> = group.lines().map(|l| l.split(':').collect()).filter(|f: &Vec<&str>| f.len() >= 4).collect();
+    let users: Vec<Vec<&str>> = passwd
+        .lines()
+        .map(|l| l.split(':').collect())
+        .filter(|f: &Vec<&str>| f.len() >= 7)
+        .collect();
+    let groups: Vec<Vec<&str>> = group
+        .lines()
+        .map(|l| l.split(':').collect())
+        .filter(|f: &Vec<&str>| f.len() >= 4)
+        .collect();
     let entry = match &spec.user {
         IdOrName::Id(id) => users.iter().find(|f| f[2].parse() == Ok(*id)),
         IdOrName::Name(n) => users.iter().find(|f| f[0] == n),
     };
     let (uid, primary, name, home) = match (&spec.user, entry) {
-        (_, Some(f)) => (f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0), Some(f[0]), f[5].to_string()),
+        (_, Some(f)) => (
+            f[2].parse().unwrap_or(0),
+            f[3].parse().unwrap_or(0),
+            Some(f[0]),
+            f[5].to_string(),
+        ),
         (IdOrName::Id(id), None) => (*id, *id, None, "/".to_string()),
-        (IdOrName::Name(n), None) => return Err(format!("unable to find user {n}: no matching entries in passwd file")),
+        (IdOrName::Name(n), None) => {
+            return Err(format!(
+                "unable to find user {n}: no matching entries in passwd file"
+            ));
+        }
     };
     let gid = match &spec.group {
         None => primary,
         Some(IdOrName::Id(g)) => *g,
         Some(IdOrName::Name(n)) => match groups.iter().find(|f| f[0] == n) {
             Some(f) => f[2].parse().unwrap_or(0),
-            None => return Err(format!("unable to find group {n}: no matching entries in group file")),
+            None => {
+                return Err(format!(
+                    "unable to find group {n}: no matching entries in group file"
+                ));
+            }
         },
     };
     let additional_gids = match (name, &spec.group) {
@@ -182,7 +232,12 @@ pub fn resolve_user(spec: &UserSpec, passwd: &str, group: &str) -> Result<Resolv
             .collect(),
         _ => Vec::new(),
     };
-    Ok(ResolvedUser { uid, gid, additional_gids, home })
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        additional_gids,
+        home,
+    })
 }
 
 /// `--network`.
@@ -215,10 +270,22 @@ mod tests {
     #[test]
     fn env_forms() {
         let look = |k: &str| (k == "HOME").then(|| "/home/me".to_string());
-        assert_eq!(parse_env(&v(&["A=1", "B=", "HOME", "UNSET"]), look).unwrap(), v(&["A=1", "B=", "HOME=/home/me"]));
-        assert!(matches!(parse_env(&v(&["=x"]), look), Err(OptionError::EmptyEnvName(_))));
-        assert!(matches!(parse_env(&v(&["A B=1"]), look), Err(OptionError::EnvWhitespace(_))));
-        assert_eq!(merge_env(&v(&["PATH=/bin", "A=1"]), &v(&["A=2", "B=3"])), v(&["PATH=/bin", "A=2", "B=3"]));
+        assert_eq!(
+            parse_env(&v(&["A=1", "B=", "HOME", "UNSET"]), look).unwrap(),
+            v(&["A=1", "B=", "HOME=/home/me"])
+        );
+        assert!(matches!(
+            parse_env(&v(&["=x"]), look),
+            Err(OptionError::EmptyEnvName(_))
+        ));
+        assert!(matches!(
+            parse_env(&v(&["A B=1"]), look),
+            Err(OptionError::EnvWhitespace(_))
+        ));
+        assert_eq!(
+            merge_env(&v(&["PATH=/bin", "A=1"]), &v(&["A=2", "B=3"])),
+            v(&["PATH=/bin", "A=2", "B=3"])
+        );
     }
 
     #[test]
@@ -226,11 +293,33 @@ mod tests {
         let tmp = std::env::temp_dir();
         let t = tmp.display();
         let b = parse_volume(&format!("{t}:/work:ro"), Path::new("/")).unwrap();
-        assert_eq!(b, Bind { source: tmp.clone(), destination: "/work".into(), readonly: true });
-        assert!(!parse_volume(&format!("{t}:/work"), Path::new("/")).unwrap().readonly);
+        assert_eq!(
+            b,
+            Bind {
+                source: tmp.clone(),
+                destination: "/work".into(),
+                readonly: true
+            }
+        );
+        assert!(
+            !parse_volume(&format!("{t}:/work"), Path::new("/"))
+                .unwrap()
+                .readonly
+        );
         assert_eq!(parse_volume("./:/w", &tmp).unwrap().source, tmp.join("./"));
-        for bad in ["named:/x", "/x", &format!("{t}:rel"), &format!("{t}:/"), &format!("{t}:/x:bogus"), "/no/such/dir/x:/x", "a:b:c:d"] {
-            assert!(parse_volume(bad, Path::new("/")).is_err(), "{bad} should fail");
+        for bad in [
+            "named:/x",
+            "/x",
+            &format!("{t}:rel"),
+            &format!("{t}:/"),
+            &format!("{t}:/x:bogus"),
+            "/no/such/dir/x:/x",
+            "a:b:c:d",
+        ] {
+            assert!(
+                parse_volume(bad, Path::new("/")).is_err(),
+                "{bad} should fail"
+            );
         }
     }
 
@@ -240,11 +329,31 @@ mod tests {
     #[test]
     fn user_forms() {
         let r = |s: &str| resolve_user(&parse_user(s).unwrap(), PASSWD, GROUP);
-        assert_eq!(r("user").unwrap(), ResolvedUser { uid: 1000, gid: 1000, additional_gids: vec![10], home: "/home/user".into() });
+        assert_eq!(
+            r("user").unwrap(),
+            ResolvedUser {
+                uid: 1000,
+                gid: 1000,
+                additional_gids: vec![10],
+                home: "/home/user".into()
+            }
+        );
         assert_eq!(r("1000:1000").unwrap().additional_gids, Vec::<u32>::new());
-        assert_eq!(r("4242").unwrap(), ResolvedUser { uid: 4242, gid: 4242, additional_gids: vec![], home: "/".into() });
+        assert_eq!(
+            r("4242").unwrap(),
+            ResolvedUser {
+                uid: 4242,
+                gid: 4242,
+                additional_gids: vec![],
+                home: "/".into()
+            }
+        );
         assert_eq!(r("user:wheel").unwrap().gid, 10);
-        assert!(r("nobody").unwrap_err().contains("unable to find user nobody"));
+        assert!(
+            r("nobody")
+                .unwrap_err()
+                .contains("unable to find user nobody")
+        );
         assert!(r("user:nogroup").is_err());
         assert!(parse_user("").is_err());
         assert!(parse_user(":1").is_err());

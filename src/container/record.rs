@@ -82,8 +82,15 @@ pub struct Runtime {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Created,
-    Running { pid: i32, supervisor_pid: i32, started_at: String },
-    Exited { code: i32, finished_at: String },
+    Running {
+        pid: i32,
+        supervisor_pid: i32,
+        started_at: String,
+    },
+    Exited {
+        code: i32,
+        finished_at: String,
+    },
 }
 
 impl Status {
@@ -113,17 +120,22 @@ pub fn load_record(dirs: &Dirs, id: &str) -> Result<Record> {
 
 pub fn save_record(dirs: &Dirs, rec: &Record) -> Result<()> {
     let path = record_path(dirs, &rec.id);
-    write_atomic(&path, &serde_json::to_vec_pretty(rec)?).with_context(|| format!("cannot write {}", path.display()))
+    write_atomic(&path, &serde_json::to_vec_pretty(rec)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub fn load_runtime(dirs: &Dirs, id: &str) -> Option<Runtime> {
-    fs::read(runtime_path(dirs, id)).ok().and_then(|t| serde_json::from_slice(&t).ok())
+    fs::read(runtime_path(dirs, id))
+        .ok()
+        .and_then(|t| serde_json::from_slice(&t).ok())
 }
 
 pub fn save_runtime(dirs: &Dirs, id: &str, rt: &Runtime) -> Result<()> {
     let dir = dirs.runtime_container(id);
-    crate::paths::make_private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_atomic(&runtime_path(dirs, id), &serde_json::to_vec(rt)?).context("cannot write the runtime state")
+    crate::paths::make_private_dir(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    write_atomic(&runtime_path(dirs, id), &serde_json::to_vec(rt)?)
+        .context("cannot write the runtime state")
 }
 
 pub fn clear_runtime(dirs: &Dirs, id: &str) {
@@ -155,7 +167,8 @@ pub fn lock(dirs: &Dirs, id: &str) -> Result<Lock> {
         .write(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    f.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+    f.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
     Ok(Lock(f))
 }
 
@@ -164,8 +177,13 @@ pub fn lock_all(dirs: &Dirs) -> Result<Lock> {
     let dir = dirs.containers();
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(".lock");
-    let f = File::options().create(true).truncate(false).write(true).open(&path)?;
-    f.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    f.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
     Ok(Lock(f))
 }
 
@@ -174,7 +192,11 @@ pub fn lock_all(dirs: &Dirs) -> Result<Lock> {
 pub fn status(dirs: &Dirs, rec: &mut Record) -> Result<Status> {
     if let Some(rt) = load_runtime(dirs, &rec.id) {
         if supervisor_alive(&rt) {
-            return Ok(Status::Running { pid: rt.pid, supervisor_pid: rt.supervisor_pid, started_at: rt.started_at });
+            return Ok(Status::Running {
+                pid: rt.pid,
+                supervisor_pid: rt.supervisor_pid,
+                started_at: rt.started_at,
+            });
         }
         let _guard = lock(dirs, &rec.id)?;
         // Re-read under the lock: the supervisor may have just finished.
@@ -195,7 +217,10 @@ pub fn status(dirs: &Dirs, rec: &mut Record) -> Result<Status> {
         }
     }
     Ok(match rec.last.exit_code {
-        Some(code) if !rec.last.started_at.is_empty() => Status::Exited { code, finished_at: rec.last.finished_at.clone() },
+        Some(code) if !rec.last.started_at.is_empty() => Status::Exited {
+            code,
+            finished_at: rec.last.finished_at.clone(),
+        },
         _ => Status::Created,
     })
 }

@@ -24,7 +24,8 @@ const OPAQUE: &str = ".wh..wh..opq";
 pub fn prepare(layers: &[std::path::PathBuf], target: &Path) -> Result<()> {
     fs::create_dir(target).with_context(|| format!("cannot create {}", target.display()))?;
     for layer in layers {
-        copy_layer(layer, target).with_context(|| format!("cannot copy layer {} into the container", layer.display()))?;
+        copy_layer(layer, target)
+            .with_context(|| format!("cannot copy layer {} into the container", layer.display()))?;
     }
     Ok(())
 }
@@ -95,7 +96,11 @@ mod tests {
     #[test]
     fn layers_with_whiteouts() {
         let tmp = tempfile::tempdir().unwrap();
-        let (l1, l2, out) = (tmp.path().join("l1"), tmp.path().join("l2"), tmp.path().join("out"));
+        let (l1, l2, out) = (
+            tmp.path().join("l1"),
+            tmp.path().join("l2"),
+            tmp.path().join("out"),
+        );
         fs::create_dir_all(l1.join("etc")).unwrap();
         fs::create_dir_all(l1.join("opq")).unwrap();
         fs::write(l1.join("etc/motd"), "old").unwrap();
@@ -112,7 +117,10 @@ mod tests {
         assert_eq!(fs::read_to_string(out.join("etc/motd")).unwrap(), "new");
         assert!(!out.join("etc/gone").exists());
         assert!(!out.join("opq/old").exists() && out.join("opq/fresh").exists());
-        assert_eq!(fs::read_link(out.join("link")).unwrap(), Path::new("etc/motd"));
+        assert_eq!(
+            fs::read_link(out.join("link")).unwrap(),
+            Path::new("etc/motd")
+        );
         assert!(!out.join("etc/.wh.gone").exists());
     }
 }

@@ -7,9 +7,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use caps::Capability;
 use oci_spec::runtime::{
-    Capability as OciCap, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder,
-    LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    Capability as OciCap, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMapping,
+    LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use super::options::{Network, ResolvedUser};
@@ -52,7 +52,13 @@ pub const MASKED_PATHS: &[&str] = &[
 ];
 
 /// Paths Docker makes read-only.
-pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// Device nodes bound from the host: a user namespace cannot create them.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -70,7 +76,11 @@ pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result
         list.iter()
             .flat_map(|s| s.split(','))
             .filter(|s| !s.eq_ignore_ascii_case("ALL"))
-            .map(|s| capability(s).map(|c| c.to_string()).map_err(anyhow::Error::from))
+            .map(|s| {
+                capability(s)
+                    .map(|c| c.to_string())
+                    .map_err(anyhow::Error::from)
+            })
             .collect()
     };
     if drop.iter().any(|d| d.eq_ignore_ascii_case("ALL")) {
@@ -101,7 +111,13 @@ pub fn build(rec: &Record, inputs: &SpecInputs) -> Result<Spec> {
     let cfg = &rec.config;
     let maps = |m: &[IdMap]| -> Result<Vec<LinuxIdMapping>> {
         m.iter()
-            .map(|m| LinuxIdMappingBuilder::default().container_id(m.container).host_id(m.host).size(m.size).build())
+            .map(|m| {
+                LinuxIdMappingBuilder::default()
+                    .container_id(m.container)
+                    .host_id(m.host)
+                    .size(m.size)
+                    .build()
+            })
             .collect::<Result<_, _>>()
             .context("id mapping")
     };
@@ -121,11 +137,18 @@ pub fn build(rec: &Record, inputs: &SpecInputs) -> Result<Spec> {
         .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
         .collect::<Result<Vec<_>, _>>()?;
 
-    let oci_caps: std::collections::HashSet<OciCap> =
-        inputs.caps.iter().filter_map(|c| c.to_string().trim_start_matches("CAP_").parse().ok()).collect();
+    let oci_caps: std::collections::HashSet<OciCap> = inputs
+        .caps
+        .iter()
+        .filter_map(|c| c.to_string().trim_start_matches("CAP_").parse().ok())
+        .collect();
     // Docker gives a non-root user the bounding set only; root gets it
     // effective and permitted too.
-    let live = if inputs.user.uid == 0 { oci_caps.clone() } else { Default::default() };
+    let live = if inputs.user.uid == 0 {
+        oci_caps.clone()
+    } else {
+        Default::default()
+    };
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(oci_caps)
         .effective(live.clone())
@@ -156,8 +179,18 @@ pub fn build(rec: &Record, inputs: &SpecInputs) -> Result<Spec> {
         .uid_mappings(maps(inputs.uid_map)?)
         .gid_mappings(maps(inputs.gid_map)?)
         .namespaces(namespaces)
-        .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .masked_paths(
+            MASKED_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .readonly_paths(
+            READONLY_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
         .build()?;
 
     let mut annotations = HashMap::new();
@@ -165,7 +198,12 @@ pub fn build(rec: &Record, inputs: &SpecInputs) -> Result<Spec> {
 
     Ok(SpecBuilder::default()
         .version("1.2.0")
-        .root(RootBuilder::default().path(inputs.rootfs).readonly(false).build()?)
+        .root(
+            RootBuilder::default()
+                .path(inputs.rootfs)
+                .readonly(false)
+                .build()?,
+        )
         .hostname(cfg.hostname.clone())
         .process(process)
         .mounts(mounts(rec, inputs)?)
@@ -185,28 +223,64 @@ fn mount(dest: &str, typ: &str, source: &str, opts: &[&str]) -> Result<Mount> {
 
 fn mounts(rec: &Record, inputs: &SpecInputs) -> Result<Vec<Mount>> {
     let gid5 = crate::sandbox::idmap::is_mapped(inputs.gid_map, 5);
-    let mut pts = vec!["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"];
+    let mut pts = vec![
+        "nosuid",
+        "noexec",
+        "newinstance",
+        "ptmxmode=0666",
+        "mode=0620",
+    ];
     if gid5 {
         pts.push("gid=5");
     }
     let mut out = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
         mount("/dev/pts", "devpts", "devpts", &pts)?,
-        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?,
     ];
     for dev in DEVICES {
         let path = format!("/dev/{dev}");
         out.push(mount(&path, "bind", &path, &["bind", "nosuid", "noexec"])?);
     }
     for (dest, source) in inputs.etc_files {
-        out.push(mount(dest, "bind", &source.display().to_string(), &["bind", "nosuid", "nodev", "noexec"])?);
+        out.push(mount(
+            dest,
+            "bind",
+            &source.display().to_string(),
+            &["bind", "nosuid", "nodev", "noexec"],
+        )?);
     }
     for b in &rec.config.binds {
         let mode = if b.readonly { "ro" } else { "rw" };
-        out.push(mount(&b.destination, "bind", &b.source.display().to_string(), &["rbind", mode])?);
+        out.push(mount(
+            &b.destination,
+            "bind",
+            &b.source.display().to_string(),
+            &["rbind", mode],
+        )?);
     }
     Ok(out)
 }
@@ -221,13 +295,22 @@ mod tests {
 
     #[test]
     fn default_caps_are_dockers() {
-        let bits: u64 = capabilities(false, &[], &[]).unwrap().iter().map(|c| 1u64 << c.index()).sum();
+        let bits: u64 = capabilities(false, &[], &[])
+            .unwrap()
+            .iter()
+            .map(|c| 1u64 << c.index())
+            .sum();
         assert_eq!(bits, 0xa80425fb);
     }
 
     #[test]
     fn cap_add_and_drop() {
-        let c = capabilities(false, &["net_admin".into()], &["CAP_CHOWN".into(), "KILL".into()]).unwrap();
+        let c = capabilities(
+            false,
+            &["net_admin".into()],
+            &["CAP_CHOWN".into(), "KILL".into()],
+        )
+        .unwrap();
         let n = names(&c);
         assert!(n.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(!n.contains(&"CAP_CHOWN".to_string()) && !n.contains(&"CAP_KILL".to_string()));

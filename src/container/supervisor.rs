@@ -46,8 +46,14 @@ pub enum Attach {
 
 /// Signals an attached supervisor forwards to the container, as `docker run`
 /// does with its signal proxy; SIGCHLD tells it the container has exited.
-const FORWARDED: &[Signal] =
-    &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
 
 /// A start failure that carries Docker's exit code (125, 126 or 127).
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +66,13 @@ pub struct StartError {
 /// Starts container `id`, whose lock the caller holds (`lock` is released
 /// once the command runs). Detached: returns `Ok(None)` when it runs.
 /// Foreground: returns `Ok(Some(exit_code))` when it has exited.
-pub fn start(dirs: &Dirs, id: &str, attach: Attach, interactive: bool, lock: record::Lock) -> Result<Option<i32>> {
+pub fn start(
+    dirs: &Dirs,
+    id: &str,
+    attach: Attach,
+    interactive: bool,
+    lock: record::Lock,
+) -> Result<Option<i32>> {
     let spec_path = dirs.container(id).join("config.json");
     let spec = oci_spec::runtime::Spec::load(&spec_path)
         .with_context(|| format!("cannot read the runtime spec {}", spec_path.display()))?;
@@ -81,9 +93,17 @@ fn detach(dirs: &Dirs, id: &str, plan: &Plan, lock: record::Lock) -> Result<()> 
     match sandbox::sys::clone_fork(0).context("cannot fork the supervisor")? {
         sandbox::sys::Forked::Child => {
             drop(ready_rx);
-            let code = match become_daemon()
-                .and_then(|()| supervise(dirs, id, plan, Attach::Detached, false, lock, Some(ready_tx)))
-            {
+            let code = match become_daemon().and_then(|()| {
+                supervise(
+                    dirs,
+                    id,
+                    plan,
+                    Attach::Detached,
+                    false,
+                    lock,
+                    Some(ready_tx),
+                )
+            }) {
                 Ok(_) => 0,
                 Err(_) => 1,
             };
@@ -92,14 +112,18 @@ fn detach(dirs: &Dirs, id: &str, plan: &Plan, lock: record::Lock) -> Result<()> 
         sandbox::sys::Forked::Parent(_) => {
             drop(ready_tx);
             let mut report = Vec::new();
-            File::from(ready_rx).read_to_end(&mut report).context("cannot hear from the supervisor")?;
+            File::from(ready_rx)
+                .read_to_end(&mut report)
+                .context("cannot hear from the supervisor")?;
             drop(lock);
             match report.split_first() {
                 None => bail!("the supervisor exited before starting the container"),
                 Some((0, _)) => Ok(()),
-                Some((&code, msg)) => {
-                    Err(StartError { code: code.into(), message: String::from_utf8_lossy(msg).into_owned() }.into())
+                Some((&code, msg)) => Err(StartError {
+                    code: code.into(),
+                    message: String::from_utf8_lossy(msg).into_owned(),
                 }
+                .into()),
             }
         }
     }
@@ -136,7 +160,10 @@ fn supervise(
         started_at: crate::timefmt::now(),
     };
     record::save_runtime(dirs, id, &rt)?;
-    rec.last = record::LastRun { started_at: rt.started_at.clone(), ..Default::default() };
+    rec.last = record::LastRun {
+        started_at: rt.started_at.clone(),
+        ..Default::default()
+    };
     record::save_record(dirs, &rec)?;
 
     // Block the signals we wait for before the container exists, so none
@@ -176,15 +203,34 @@ fn make_stdio(log: bool, interactive: bool) -> Result<(Stdio, Option<[OwnedFd; 2
     if !log {
         let stdout = io::stdout().as_fd().try_clone_to_owned()?;
         let stderr = io::stderr().as_fd().try_clone_to_owned()?;
-        return Ok((Stdio { stdin, stdout, stderr }, None));
+        return Ok((
+            Stdio {
+                stdin,
+                stdout,
+                stderr,
+            },
+            None,
+        ));
     }
     let (out_rx, out_tx) = pipe2(OFlag::O_CLOEXEC)?;
     let (err_rx, err_tx) = pipe2(OFlag::O_CLOEXEC)?;
-    Ok((Stdio { stdin, stdout: out_tx, stderr: err_tx }, Some([out_rx, err_rx])))
+    Ok((
+        Stdio {
+            stdin,
+            stdout: out_tx,
+            stderr: err_tx,
+        },
+        Some([out_rx, err_rx]),
+    ))
 }
 
 /// Records a failed start and turns it into the error the CLI reports.
-fn fail_start(dirs: &Dirs, rec: &mut record::Record, e: SandboxError, ready: Option<OwnedFd>) -> anyhow::Error {
+fn fail_start(
+    dirs: &Dirs,
+    rec: &mut record::Record,
+    e: SandboxError,
+    ready: Option<OwnedFd>,
+) -> anyhow::Error {
     let code = e.exit_code();
     let message = e.to_string();
     rec.last.exit_code = Some(code);
@@ -215,7 +261,9 @@ fn serve(
     echo: bool,
 ) -> Result<WaitStatus> {
     let mut writer = match &pipes {
-        Some(_) => Some(logs::Writer::open(&logs::path(dirs, id)).context("cannot open the container log")?),
+        Some(_) => Some(
+            logs::Writer::open(&logs::path(dirs, id)).context("cannot open the container log")?,
+        ),
         None => None,
     };
     let mut open: Vec<(OwnedFd, Stream)> = pipes
@@ -224,7 +272,10 @@ fn serve(
     let mut status = None;
     let mut buf = vec![0u8; 64 * 1024];
     while status.is_none() || !open.is_empty() {
-        let mut fds: Vec<PollFd> = open.iter().map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
+        let mut fds: Vec<PollFd> = open
+            .iter()
+            .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            .collect();
         fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::Error::EINTR) => continue,
@@ -247,7 +298,9 @@ fn serve(
             }
             if echo {
                 let _ = match stream {
-                    Stream::Stdout => io::stdout().write_all(&buf[..n]).and_then(|()| io::stdout().flush()),
+                    Stream::Stdout => io::stdout()
+                        .write_all(&buf[..n])
+                        .and_then(|()| io::stdout().flush()),
                     Stream::Stderr => io::stderr().write_all(&buf[..n]),
                 };
             }

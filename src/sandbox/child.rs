@@ -10,7 +10,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -54,14 +54,32 @@ fn setup(
 ) -> Result<Infallible, SandboxError> {
     let setup_err = |step: &str| {
         let step = step.to_string();
-        move |e: nix::Error| SandboxError::Setup { step, source: e.into() }
+        move |e: nix::Error| SandboxError::Setup {
+            step,
+            source: e.into(),
+        }
     };
     // If the supervisor dies, so does the container: nothing is left running
     // that no one watches.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup_err("set the parent-death signal"))?;
-    sys::reset_signals().map_err(|source| SandboxError::Setup { step: "reset signals".into(), source })?;
-    wait_for_maps(maps_done)?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(setup_err("set the parent-death signal"))?;
+    sys::reset_signals().map_err(|source| SandboxError::Setup {
+        step: "reset signals".into(),
+        source,
+    })?;
     take_stdio(stdio).map_err(setup_err("attach stdio"))?;
+    // Drop every inherited descriptor but the two pipes of the handshake.
+    let keep = report
+        .as_ref()
+        .map(|r| r.as_raw_fd())
+        .into_iter()
+        .chain([maps_done.as_raw_fd()])
+        .collect::<Vec<_>>();
+    sys::close_fds_except(&keep).map_err(|source| SandboxError::Setup {
+        step: "close inherited descriptors".into(),
+        source,
+    })?;
+    wait_for_maps(maps_done)?;
 
     mounts::prepare_root(&plan.rootfs)?;
     for op in &plan.mounts {
@@ -94,7 +112,10 @@ fn setup(
     // fork so none is lost between fork and the init's first wait.
     let all = SigSet::all();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None).map_err(setup_err("block signals"))?;
-    match sys::clone_fork(0).map_err(|e| SandboxError::Setup { step: "fork the command".into(), source: e })? {
+    match sys::clone_fork(0).map_err(|e| SandboxError::Setup {
+        step: "fork the command".into(),
+        source: e,
+    })? {
         Forked::Child => {
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
                 .map_err(setup_err("unblock signals"))?;
@@ -129,20 +150,38 @@ fn take_stdio(stdio: Stdio) -> nix::Result<()> {
 }
 
 fn loopback_up() -> Result<(), SandboxError> {
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| SandboxError::Setup { step: "open a socket for lo".into(), source: e.into() })?;
-    sys::set_link_up(sock.as_fd(), "lo")
-        .map_err(|source| SandboxError::Setup { step: "bring up lo".into(), source })
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| SandboxError::Setup {
+        step: "open a socket for lo".into(),
+        source: e.into(),
+    })?;
+    sys::set_link_up(sock.as_fd(), "lo").map_err(|source| SandboxError::Setup {
+        step: "bring up lo".into(),
+        source,
+    })
 }
 
 /// Becomes the container's command: session, working folder, identity,
 /// capabilities, then `execve`.
 fn exec_command(p: &ProcessPlan) -> Result<Infallible, SandboxError> {
-    let err = |step: String| move |e: nix::Error| SandboxError::Setup { step, source: e.into() };
+    let err = |step: String| {
+        move |e: nix::Error| SandboxError::Setup {
+            step,
+            source: e.into(),
+        }
+    };
     setsid().map_err(err("start a session".into()))?;
     // Docker creates a missing working folder rather than failing.
     let _ = std::fs::create_dir_all(&p.cwd);
-    chdir(&p.cwd).map_err(err(format!("chdir to working directory {}", p.cwd.display())))?;
+    chdir(&p.cwd).map_err(err(format!(
+        "chdir to working directory {}",
+        p.cwd.display()
+    )))?;
 
     for cap in caps::all().difference(&p.bounding) {
         match caps::drop(None, CapSet::Bounding, *cap) {
@@ -156,38 +195,61 @@ fn exec_command(p: &ProcessPlan) -> Result<Infallible, SandboxError> {
     set_identity(p)?;
     // capset(2) requires effective ⊆ permitted after every call: shrink
     // effective first, then permitted (the spec asks effective ⊆ permitted).
-    caps::set(None, CapSet::Effective, &p.effective).map_err(|e| caps_err(set_name(CapSet::Effective), e))?;
-    caps::set(None, CapSet::Permitted, &p.permitted).map_err(|e| caps_err(set_name(CapSet::Permitted), e))?;
-    caps::set(None, CapSet::Inheritable, &p.inheritable).map_err(|e| caps_err(set_name(CapSet::Inheritable), e))?;
-    caps::set(None, CapSet::Ambient, &p.ambient).map_err(|e| caps_err(set_name(CapSet::Ambient), e))?;
+    caps::set(None, CapSet::Effective, &p.effective)
+        .map_err(|e| caps_err(set_name(CapSet::Effective), e))?;
+    caps::set(None, CapSet::Permitted, &p.permitted)
+        .map_err(|e| caps_err(set_name(CapSet::Permitted), e))?;
+    caps::set(None, CapSet::Inheritable, &p.inheritable)
+        .map_err(|e| caps_err(set_name(CapSet::Inheritable), e))?;
+    caps::set(None, CapSet::Ambient, &p.ambient)
+        .map_err(|e| caps_err(set_name(CapSet::Ambient), e))?;
     if p.no_new_privs {
         nix::sys::prctl::set_no_new_privs().map_err(err("set no_new_privs".into()))?;
     }
-    sys::cloexec_from(3).map_err(|source| SandboxError::Setup { step: "close descriptors".into(), source })?;
+    sys::cloexec_from(3).map_err(|source| SandboxError::Setup {
+        step: "close descriptors".into(),
+        source,
+    })?;
     exec(p)
 }
 
 fn caps_err(set: &str, e: caps::errors::CapsError) -> SandboxError {
-    SandboxError::Setup { step: format!("set the {set} capabilities"), source: std::io::Error::other(e.to_string()) }
+    SandboxError::Setup {
+        step: format!("set the {set} capabilities"),
+        source: std::io::Error::other(e.to_string()),
+    }
 }
 
 fn set_identity(p: &ProcessPlan) -> Result<(), SandboxError> {
-    let gids: Vec<Gid> = p.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+    let gids: Vec<Gid> = p
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
     match nix::unistd::setgroups(&gids) {
         Ok(()) => {}
         // In single-id mode setgroups is denied; fine when no groups are asked.
         Err(nix::Error::EPERM) if gids.is_empty() => {}
         Err(e) => {
-            return Err(SandboxError::Setup { step: "set supplementary groups".into(), source: e.into() });
+            return Err(SandboxError::Setup {
+                step: "set supplementary groups".into(),
+                source: e.into(),
+            });
         }
     }
     let (uid, gid) = (Uid::from_raw(p.uid), Gid::from_raw(p.gid));
     setresgid(gid, gid, gid).map_err(|e| SandboxError::Setup {
-        step: format!("switch to gid {} (is it mapped in the user namespace?)", p.gid),
+        step: format!(
+            "switch to gid {} (is it mapped in the user namespace?)",
+            p.gid
+        ),
         source: e.into(),
     })?;
     setresuid(uid, uid, uid).map_err(|e| SandboxError::Setup {
-        step: format!("switch to uid {} (is it mapped in the user namespace?)", p.uid),
+        step: format!(
+            "switch to uid {} (is it mapped in the user namespace?)",
+            p.uid
+        ),
         source: e.into(),
     })
 }
@@ -195,9 +257,19 @@ fn set_identity(p: &ProcessPlan) -> Result<(), SandboxError> {
 /// `execvpe` with the container's own `PATH`: the search must use the
 /// container's environment, not burrow's.
 fn exec(p: &ProcessPlan) -> Result<Infallible, SandboxError> {
-    let cstr = |s: &[u8]| CString::new(s).map_err(|_| SandboxError::Spec("argument contains a NUL byte".into()));
-    let args = p.args.iter().map(|a| cstr(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
-    let env = p.env.iter().map(|a| cstr(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
+    let cstr = |s: &[u8]| {
+        CString::new(s).map_err(|_| SandboxError::Spec("argument contains a NUL byte".into()))
+    };
+    let args = p
+        .args
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env = p
+        .env
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
     let cmd = &p.args[0];
     let candidates: Vec<std::path::PathBuf> = if cmd.contains('/') {
         vec![cmd.into()]
@@ -207,7 +279,10 @@ fn exec(p: &ProcessPlan) -> Result<Infallible, SandboxError> {
             .iter()
             .find_map(|e| e.strip_prefix("PATH="))
             .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-        path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(cmd)).collect()
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(cmd))
+            .collect()
     };
     let mut denied = None;
     for c in &candidates {

@@ -39,7 +39,10 @@ pub fn parse_subids(text: &str, name: &str, id: u32) -> Vec<SubRange> {
             if owner != name && owner != id {
                 return None;
             }
-            let range = SubRange { start: start.trim().parse().ok()?, count: count.trim().parse().ok()? };
+            let range = SubRange {
+                start: start.trim().parse().ok()?,
+                count: count.trim().parse().ok()?,
+            };
             (range.count > 0).then_some(range)
         })
         .collect()
@@ -47,10 +50,18 @@ pub fn parse_subids(text: &str, name: &str, id: u32) -> Vec<SubRange> {
 
 /// Builds the map for range mode: 0 → `own`, then the ranges in order from 1.
 pub fn range_map(own: u32, ranges: &[SubRange]) -> Vec<IdMap> {
-    let mut maps = vec![IdMap { container: 0, host: own, size: 1 }];
+    let mut maps = vec![IdMap {
+        container: 0,
+        host: own,
+        size: 1,
+    }];
     let mut next = 1u32;
     for r in ranges {
-        maps.push(IdMap { container: next, host: r.start, size: r.count });
+        maps.push(IdMap {
+            container: next,
+            host: r.start,
+            size: r.count,
+        });
         next = next.saturating_add(r.count);
     }
     maps
@@ -58,7 +69,11 @@ pub fn range_map(own: u32, ranges: &[SubRange]) -> Vec<IdMap> {
 
 /// The map for single mode.
 pub fn single_map(own: u32) -> Vec<IdMap> {
-    vec![IdMap { container: 0, host: own, size: 1 }]
+    vec![IdMap {
+        container: 0,
+        host: own,
+        size: 1,
+    }]
 }
 
 /// Whether the maps need the setuid helpers (anything beyond the caller's own id).
@@ -68,17 +83,23 @@ pub fn needs_helper(maps: &[IdMap], own: u32) -> bool {
 
 /// Whether container id `id` is mapped by `maps`.
 pub fn is_mapped(maps: &[IdMap], id: u32) -> bool {
-    maps.iter().any(|m| id >= m.container && id - m.container < m.size)
+    maps.iter()
+        .any(|m| id >= m.container && id - m.container < m.size)
 }
 
 /// The text the kernel expects in `/proc/PID/uid_map`.
 pub fn proc_format(maps: &[IdMap]) -> String {
-    maps.iter().map(|m| format!("{} {} {}\n", m.container, m.host, m.size)).collect()
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container, m.host, m.size))
+        .collect()
 }
 
 /// The arguments `newuidmap PID ...` expects after the pid.
 pub fn helper_args(maps: &[IdMap]) -> Vec<String> {
-    maps.iter().flat_map(|m| [m.container, m.host, m.size]).map(|n| n.to_string()).collect()
+    maps.iter()
+        .flat_map(|m| [m.container, m.host, m.size])
+        .map(|n| n.to_string())
+        .collect()
 }
 
 /// How this host lets the caller map ids, decided once per command.
@@ -99,7 +120,10 @@ impl HostIds {
 impl fmt::Display for HostIds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.single_reason {
-            None => write!(f, "range (newuidmap/newgidmap with /etc/subuid and /etc/subgid)"),
+            None => write!(
+                f,
+                "range (newuidmap/newgidmap with /etc/subuid and /etc/subgid)"
+            ),
             Some(why) => write!(f, "single id ({why})"),
         }
     }
@@ -108,11 +132,21 @@ impl fmt::Display for HostIds {
 /// Decides the maps for the calling user from `/etc/subuid`, `/etc/subgid`
 /// and the presence of the helpers.
 pub fn detect(uid: u32, gid: u32, user_name: &str) -> HostIds {
-    detect_with(uid, gid, user_name, Path::new("/etc/subuid"), Path::new("/etc/subgid"))
+    detect_with(
+        uid,
+        gid,
+        user_name,
+        Path::new("/etc/subuid"),
+        Path::new("/etc/subgid"),
+    )
 }
 
 fn detect_with(uid: u32, gid: u32, name: &str, subuid: &Path, subgid: &Path) -> HostIds {
-    let single = |why: String| HostIds { uid_map: single_map(uid), gid_map: single_map(gid), single_reason: Some(why) };
+    let single = |why: String| HostIds {
+        uid_map: single_map(uid),
+        gid_map: single_map(gid),
+        single_reason: Some(why),
+    };
     let (Some(_), Some(_)) = (find_helper("newuidmap"), find_helper("newgidmap")) else {
         return single("newuidmap/newgidmap not found; install the uidmap package".into());
     };
@@ -126,7 +160,11 @@ fn detect_with(uid: u32, gid: u32, name: &str, subuid: &Path, subgid: &Path) -> 
             which.display()
         ));
     }
-    HostIds { uid_map: range_map(uid, &uids), gid_map: range_map(gid, &gids), single_reason: None }
+    HostIds {
+        uid_map: range_map(uid, &uids),
+        gid_map: range_map(gid, &gids),
+        single_reason: None,
+    }
 }
 
 /// Finds a setuid helper on `PATH` or in the usual places.
@@ -143,13 +181,32 @@ pub fn find_helper(name: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
-    const SUBUID: &str = "# comment\nalice:100000:65536\n1001:300000:1000\nbob:165536:65536\nalice:500000:10\n";
+    const SUBUID: &str =
+        "# comment\nalice:100000:65536\n1001:300000:1000\nbob:165536:65536\nalice:500000:10\n";
 
     #[test]
     fn parses_by_name_and_id() {
         let r = parse_subids(SUBUID, "alice", 1000);
-        assert_eq!(r, vec![SubRange { start: 100000, count: 65536 }, SubRange { start: 500000, count: 10 }]);
-        assert_eq!(parse_subids(SUBUID, "carol", 1001), vec![SubRange { start: 300000, count: 1000 }]);
+        assert_eq!(
+            r,
+            vec![
+                SubRange {
+                    start: 100000,
+                    count: 65536
+                },
+                SubRange {
+                    start: 500000,
+                    count: 10
+                }
+            ]
+        );
+        assert_eq!(
+            parse_subids(SUBUID, "carol", 1001),
+            vec![SubRange {
+                start: 300000,
+                count: 1000
+            }]
+        );
         assert!(parse_subids(SUBUID, "dave", 1002).is_empty());
         assert!(parse_subids("broken line\nx:1\n", "x", 1).is_empty());
     }
@@ -160,15 +217,30 @@ mod tests {
         assert_eq!(
             maps,
             vec![
-                IdMap { container: 0, host: 1000, size: 1 },
-                IdMap { container: 1, host: 100000, size: 65536 },
-                IdMap { container: 65537, host: 500000, size: 10 },
+                IdMap {
+                    container: 0,
+                    host: 1000,
+                    size: 1
+                },
+                IdMap {
+                    container: 1,
+                    host: 100000,
+                    size: 65536
+                },
+                IdMap {
+                    container: 65537,
+                    host: 500000,
+                    size: 10
+                },
             ]
         );
         assert!(is_mapped(&maps, 65546) && !is_mapped(&maps, 65547));
         assert!(needs_helper(&maps, 1000));
         assert!(!needs_helper(&single_map(1000), 1000));
-        assert_eq!(helper_args(&maps[..2]), ["0", "1000", "1", "1", "100000", "65536"]);
+        assert_eq!(
+            helper_args(&maps[..2]),
+            ["0", "1000", "1", "1", "100000", "65536"]
+        );
         assert_eq!(proc_format(&single_map(7)), "0 7 1\n");
     }
 

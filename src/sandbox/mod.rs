@@ -71,7 +71,10 @@ pub struct Stdio {
 /// Must be called from a single-threaded process (see `sys::clone_fork`).
 pub fn spawn(plan: &Plan, stdio: Stdio) -> Result<Pid, SandboxError> {
     let pipe = |what: &str| {
-        pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::Setup { step: format!("create the {what} pipe"), source: e.into() })
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::Setup {
+            step: format!("create the {what} pipe"),
+            source: e.into(),
+        })
     };
     let (maps_rx, maps_tx) = pipe("id map")?;
     let (report_rx, report_tx) = pipe("error report")?;
@@ -92,21 +95,37 @@ pub fn spawn(plan: &Plan, stdio: Stdio) -> Result<Pid, SandboxError> {
         return Err(reap(e));
     }
     let mut tx = std::fs::File::from(maps_tx);
-    tx.write_all(b"1").map_err(|source| reap(SandboxError::Setup { step: "release the container".into(), source }))?;
+    tx.write_all(b"1").map_err(|source| {
+        reap(SandboxError::Setup {
+            step: "release the container".into(),
+            source,
+        })
+    })?;
     drop(tx);
 
     let mut report = Vec::new();
     std::fs::File::from(report_rx)
         .read_to_end(&mut report)
-        .map_err(|source| reap(SandboxError::Setup { step: "read the start report".into(), source }))?;
+        .map_err(|source| {
+            reap(SandboxError::Setup {
+                step: "read the start report".into(),
+                source,
+            })
+        })?;
     match report.split_first() {
         None => Ok(pid),
         Some((&code, message)) => {
             let _ = waitpid(pid, None);
             let message = String::from_utf8_lossy(message).into_owned();
             Err(match code {
-                126 | 127 => SandboxError::Start { code: code.into(), message },
-                _ => SandboxError::Setup { step: "container setup".into(), source: io::Error::other(message) },
+                126 | 127 => SandboxError::Start {
+                    code: code.into(),
+                    message,
+                },
+                _ => SandboxError::Setup {
+                    step: "container setup".into(),
+                    source: io::Error::other(message),
+                },
             })
         }
     }
@@ -117,7 +136,10 @@ pub fn spawn(plan: &Plan, stdio: Stdio) -> Result<Pid, SandboxError> {
 fn clone_namespaces(flags: CloneFlags) -> Result<Option<Pid>, SandboxError> {
     let attempt = |f: CloneFlags| sys::clone_fork(f.bits());
     let res = match attempt(flags) {
-        Err(e) if flags.contains(CloneFlags::CLONE_NEWCGROUP) && e.raw_os_error() == Some(libc::EINVAL) => {
+        Err(e)
+            if flags.contains(CloneFlags::CLONE_NEWCGROUP)
+                && e.raw_os_error() == Some(libc::EINVAL) =>
+        {
             attempt(flags - CloneFlags::CLONE_NEWCGROUP)
         }
         r => r,
@@ -125,12 +147,19 @@ fn clone_namespaces(flags: CloneFlags) -> Result<Option<Pid>, SandboxError> {
     match res {
         Ok(sys::Forked::Child) => Ok(None),
         Ok(sys::Forked::Parent(pid)) => Ok(Some(pid)),
-        Err(e) => Err(SandboxError::Setup { step: probe::userns_hint("create the container's namespaces"), source: e }),
+        Err(e) => Err(SandboxError::Setup {
+            step: probe::userns_hint("create the container's namespaces"),
+            source: e,
+        }),
     }
 }
 
 /// Writes the child's uid and gid maps from outside its namespace.
-fn write_id_maps(pid: Pid, uid_map: &[idmap::IdMap], gid_map: &[idmap::IdMap]) -> Result<(), SandboxError> {
+fn write_id_maps(
+    pid: Pid,
+    uid_map: &[idmap::IdMap],
+    gid_map: &[idmap::IdMap],
+) -> Result<(), SandboxError> {
     let own_uid = nix::unistd::geteuid().as_raw();
     let own_gid = nix::unistd::getegid().as_raw();
     if idmap::needs_helper(uid_map, own_uid) || idmap::needs_helper(gid_map, own_gid) {
@@ -138,8 +167,10 @@ fn write_id_maps(pid: Pid, uid_map: &[idmap::IdMap], gid_map: &[idmap::IdMap]) -
         return run_helper("newgidmap", pid, gid_map);
     }
     let proc_file = |name: &str, text: &str| {
-        std::fs::write(format!("/proc/{pid}/{name}"), text)
-            .map_err(|source| SandboxError::Setup { step: format!("write /proc/{pid}/{name}"), source })
+        std::fs::write(format!("/proc/{pid}/{name}"), text).map_err(|source| SandboxError::Setup {
+            step: format!("write /proc/{pid}/{name}"),
+            source,
+        })
     };
     // An unprivileged process may map only its own ids, and only after giving
     // up setgroups for the namespace.
@@ -157,8 +188,10 @@ pub fn as_namespace_root(
     gid_map: &[idmap::IdMap],
     f: impl FnOnce() -> i32,
 ) -> Result<i32, SandboxError> {
-    let (maps_rx, maps_tx) = pipe2(OFlag::O_CLOEXEC)
-        .map_err(|e| SandboxError::Setup { step: "create a pipe".into(), source: e.into() })?;
+    let (maps_rx, maps_tx) = pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::Setup {
+        step: "create a pipe".into(),
+        source: e.into(),
+    })?;
     let pid = match clone_namespaces(CloneFlags::CLONE_NEWUSER)? {
         None => {
             drop(maps_tx);
@@ -178,7 +211,10 @@ pub fn as_namespace_root(
     } else {
         drop(maps_tx);
     }
-    let status = waitpid(pid, None).map_err(|e| SandboxError::Setup { step: "wait for the helper".into(), source: e.into() })?;
+    let status = waitpid(pid, None).map_err(|e| SandboxError::Setup {
+        step: "wait for the helper".into(),
+        source: e.into(),
+    })?;
     mapped?;
     Ok(exit_code(status).unwrap_or(125))
 }
@@ -186,13 +222,18 @@ pub fn as_namespace_root(
 fn run_helper(name: &str, pid: Pid, maps: &[idmap::IdMap]) -> Result<(), SandboxError> {
     let helper = idmap::find_helper(name).ok_or_else(|| SandboxError::Setup {
         step: format!("find {name}"),
-        source: io::Error::other("not installed; install the uidmap package or remove the subordinate ranges"),
+        source: io::Error::other(
+            "not installed; install the uidmap package or remove the subordinate ranges",
+        ),
     })?;
     let out = Command::new(&helper)
         .arg(pid.to_string())
         .args(idmap::helper_args(maps))
         .output()
-        .map_err(|source| SandboxError::Setup { step: format!("run {}", helper.display()), source })?;
+        .map_err(|source| SandboxError::Setup {
+            step: format!("run {}", helper.display()),
+            source,
+        })?;
     if out.status.success() {
         return Ok(());
     }

@@ -17,7 +17,10 @@ type Result<T> = std::result::Result<T, SandboxError>;
 
 fn step(what: impl Into<String>) -> impl FnOnce(nix::Error) -> SandboxError {
     let what = what.into();
-    move |e| SandboxError::Setup { step: what, source: io::Error::from(e) }
+    move |e| SandboxError::Setup {
+        step: what,
+        source: io::Error::from(e),
+    }
 }
 
 fn io_step(what: impl Into<String>) -> impl FnOnce(io::Error) -> SandboxError {
@@ -28,29 +31,54 @@ fn io_step(what: impl Into<String>) -> impl FnOnce(io::Error) -> SandboxError {
 /// Stops mount events from leaking to the host, then makes the rootfs a
 /// mount point of its own, which `pivot_root` requires.
 pub fn prepare_root(rootfs: &Path) -> Result<()> {
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(step("make / private"))?;
-    mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(step(format!("bind the root filesystem {}", rootfs.display())))
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(step("make / private"))?;
+    mount(
+        Some(rootfs),
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(step(format!(
+        "bind the root filesystem {}",
+        rootfs.display()
+    )))
 }
 
 /// Performs one mount of the spec under `rootfs`.
 pub fn apply(rootfs: &Path, op: &MountOp) -> Result<()> {
-    let target = secure_join(rootfs, &op.dest).map_err(io_step(format!("resolve {}", op.dest.display())))?;
+    let target =
+        secure_join(rootfs, &op.dest).map_err(io_step(format!("resolve {}", op.dest.display())))?;
     let what = || format!("mount {}", op.dest.display());
     match &op.kind {
         MountKind::Bind { source, recursive } => {
             let is_dir = fs::metadata(source)
                 .map_err(io_step(format!("bind source {}", source.display())))?
                 .is_dir();
-            make_target(&target, is_dir).map_err(io_step(format!("create {}", op.dest.display())))?;
+            make_target(&target, is_dir)
+                .map_err(io_step(format!("create {}", op.dest.display())))?;
             let mut flags = MsFlags::MS_BIND | op.flags;
             if *recursive {
                 flags |= MsFlags::MS_REC;
             }
-            mount(Some(source.as_path()), &target, None::<&str>, flags, None::<&str>).map_err(step(what()))?;
+            mount(
+                Some(source.as_path()),
+                &target,
+                None::<&str>,
+                flags,
+                None::<&str>,
+            )
+            .map_err(step(what()))?;
             if op.readonly || !(op.flags & !MsFlags::MS_REC).is_empty() {
-                remount_bind(&target, op.flags, op.readonly).map_err(step(format!("make {} read-only", op.dest.display())))?;
+                remount_bind(&target, op.flags, op.readonly)
+                    .map_err(step(format!("make {} read-only", op.dest.display())))?;
             }
         }
         MountKind::Fs { fstype, source } => {
@@ -59,22 +87,45 @@ pub fn apply(rootfs: &Path, op: &MountOp) -> Result<()> {
             if op.readonly {
                 flags |= MsFlags::MS_RDONLY;
             }
-            let res = mount(Some(source.as_str()), &target, Some(fstype.as_str()), flags, op.data.as_deref());
+            let res = mount(
+                Some(source.as_str()),
+                &target,
+                Some(fstype.as_str()),
+                flags,
+                op.data.as_deref(),
+            );
             match res {
                 // A fresh sysfs needs a network namespace of our own; with
                 // --network host, bind the host's read-only instead.
                 Err(nix::Error::EPERM) if fstype == "sysfs" => {
-                    mount(Some("/sys"), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                        .map_err(step("bind the host's /sys"))?;
-                    remount_bind(&target, MsFlags::empty(), true).map_err(step("make /sys read-only"))?;
+                    mount(
+                        Some("/sys"),
+                        &target,
+                        None::<&str>,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        None::<&str>,
+                    )
+                    .map_err(step("bind the host's /sys"))?;
+                    remount_bind(&target, MsFlags::empty(), true)
+                        .map_err(step("make /sys read-only"))?;
                 }
                 // devpts with gid=5 fails when gid 5 is not mapped (single-id
                 // mode); the kernel then uses the opener's group, which is fine.
                 Err(nix::Error::EINVAL) if fstype == "devpts" => {
                     let data = op.data.as_deref().map(|d| {
-                        d.split(',').filter(|o| !o.starts_with("gid=")).collect::<Vec<_>>().join(",")
+                        d.split(',')
+                            .filter(|o| !o.starts_with("gid="))
+                            .collect::<Vec<_>>()
+                            .join(",")
                     });
-                    mount(Some(source.as_str()), &target, Some("devpts"), flags, data.as_deref()).map_err(step(what()))?;
+                    mount(
+                        Some(source.as_str()),
+                        &target,
+                        Some("devpts"),
+                        flags,
+                        data.as_deref(),
+                    )
+                    .map_err(step(what()))?;
                 }
                 r => r.map_err(step(what()))?,
             }
@@ -110,15 +161,27 @@ fn remount_bind(target: &Path, extra: MsFlags, readonly: bool) -> nix::Result<()
 /// Creates `target` as a folder or as an empty file for a file bind.
 fn make_target(target: &Path, dir: bool) -> io::Result<()> {
     if dir {
-        return fs::DirBuilder::new().recursive(true).mode(0o755).create(target);
+        return fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(target);
     }
     if let Some(parent) = target.parent() {
-        fs::DirBuilder::new().recursive(true).mode(0o755).create(parent)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)?;
     }
     if target.exists() {
         return Ok(());
     }
-    fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o644).open(target).map(drop)
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(target)
+        .map(drop)
 }
 
 /// Adds the `/dev` symlinks every container expects.
@@ -132,7 +195,9 @@ pub fn dev_symlinks(rootfs: &Path) -> Result<()> {
         ("ptmx", "pts/ptmx"),
     ] {
         match std::os::unix::fs::symlink(target, dev.join(link)) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_step(format!("link /dev/{link}"))(e)),
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(io_step(format!("link /dev/{link}"))(e));
+            }
             _ => {}
         }
     }
@@ -157,9 +222,21 @@ pub fn mask(path: &Path) -> Result<()> {
         Err(_) => return Ok(()),
     };
     let res = if meta.is_dir() {
-        mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
     } else {
-        mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
     };
     res.map_err(step(format!("mask {}", path.display())))
 }
@@ -169,9 +246,15 @@ pub fn make_readonly(path: &Path) -> Result<()> {
     if fs::symlink_metadata(path).is_err() {
         return Ok(());
     }
-    mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .and_then(|()| remount_bind(path, MsFlags::empty(), true))
-        .map_err(step(format!("make {} read-only", path.display())))
+    mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .and_then(|()| remount_bind(path, MsFlags::empty(), true))
+    .map_err(step(format!("make {} read-only", path.display())))
 }
 
 /// Remounts `/` read-only (`--read-only`).
@@ -184,7 +267,11 @@ pub fn readonly_root() -> Result<()> {
 /// itself. The last component need not exist.
 pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
     let mut resolved = PathBuf::new(); // relative to root
-    let mut pending: Vec<PathBuf> = path.components().rev().map(|c| PathBuf::from(c.as_os_str())).collect();
+    let mut pending: Vec<PathBuf> = path
+        .components()
+        .rev()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
     let mut hops = 0;
     while let Some(part) = pending.pop() {
         match part.components().next() {
@@ -206,7 +293,12 @@ pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
                 if target.is_absolute() {
                     resolved = PathBuf::new();
                 }
-                pending.extend(target.components().rev().map(|c| PathBuf::from(c.as_os_str())));
+                pending.extend(
+                    target
+                        .components()
+                        .rev()
+                        .map(|c| PathBuf::from(c.as_os_str())),
+                );
             }
             _ => resolved = candidate,
         }
@@ -227,9 +319,18 @@ mod tests {
         symlink("/real/etc", root.join("etc")).unwrap();
         symlink("../../../../outside", root.join("escape")).unwrap();
         symlink("loop", root.join("loop")).unwrap();
-        assert_eq!(secure_join(root, Path::new("/etc/hosts")).unwrap(), root.join("real/etc/hosts"));
-        assert_eq!(secure_join(root, Path::new("/escape/x")).unwrap(), root.join("outside/x"));
-        assert_eq!(secure_join(root, Path::new("/../../a")).unwrap(), root.join("a"));
+        assert_eq!(
+            secure_join(root, Path::new("/etc/hosts")).unwrap(),
+            root.join("real/etc/hosts")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/escape/x")).unwrap(),
+            root.join("outside/x")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/../../a")).unwrap(),
+            root.join("a")
+        );
         assert!(secure_join(root, Path::new("/loop")).is_err());
     }
 }

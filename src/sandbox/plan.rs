@@ -77,15 +77,27 @@ impl Plan {
     /// `root.path`, as the runtime spec says.
     pub fn from_spec(spec: &Spec, bundle: &Path) -> Result<Plan, SandboxError> {
         let bad = |field: &str, why: String| SandboxError::Spec(format!("{field}: {why}"));
-        let root = spec.root().as_ref().ok_or_else(|| bad("root", "missing".into()))?;
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| bad("root", "missing".into()))?;
         let rootfs = bundle.join(root.path());
-        let linux = spec.linux().as_ref().ok_or_else(|| bad("linux", "missing".into()))?;
-        let process = spec.process().as_ref().ok_or_else(|| bad("process", "missing".into()))?;
+        let linux = spec
+            .linux()
+            .as_ref()
+            .ok_or_else(|| bad("linux", "missing".into()))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| bad("process", "missing".into()))?;
 
         let mut namespaces = CloneFlags::empty();
         for ns in linux.namespaces().iter().flatten() {
             if ns.path().is_some() {
-                return Err(bad("linux.namespaces", "joining an existing namespace is not supported".into()));
+                return Err(bad(
+                    "linux.namespaces",
+                    "joining an existing namespace is not supported".into(),
+                ));
             }
             namespaces |= match ns.typ() {
                 LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
@@ -95,23 +107,38 @@ impl Plan {
                 LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
                 LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
                 LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
-                other => return Err(bad("linux.namespaces", format!("{other:?} is not supported"))),
+                other => {
+                    return Err(bad(
+                        "linux.namespaces",
+                        format!("{other:?} is not supported"),
+                    ));
+                }
             };
         }
         let required = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;
         if !namespaces.contains(required) {
-            return Err(bad("linux.namespaces", "a rootless container needs user and mount namespaces".into()));
+            return Err(bad(
+                "linux.namespaces",
+                "a rootless container needs user and mount namespaces".into(),
+            ));
         }
 
         let maps = |m: &Option<Vec<LinuxIdMapping>>| -> Vec<IdMap> {
             m.iter()
                 .flatten()
-                .map(|m| IdMap { container: m.container_id(), host: m.host_id(), size: m.size() })
+                .map(|m| IdMap {
+                    container: m.container_id(),
+                    host: m.host_id(),
+                    size: m.size(),
+                })
                 .collect()
         };
         let (uid_map, gid_map) = (maps(linux.uid_mappings()), maps(linux.gid_mappings()));
         if uid_map.is_empty() || gid_map.is_empty() {
-            return Err(bad("linux.uidMappings", "a user namespace needs uid and gid mappings".into()));
+            return Err(bad(
+                "linux.uidMappings",
+                "a user namespace needs uid and gid mappings".into(),
+            ));
         }
 
         let mounts = spec
@@ -142,8 +169,18 @@ impl Plan {
             uid_map,
             gid_map,
             mounts,
-            masked_paths: linux.masked_paths().iter().flatten().map(PathBuf::from).collect(),
-            readonly_paths: linux.readonly_paths().iter().flatten().map(PathBuf::from).collect(),
+            masked_paths: linux
+                .masked_paths()
+                .iter()
+                .flatten()
+                .map(PathBuf::from)
+                .collect(),
+            readonly_paths: linux
+                .readonly_paths()
+                .iter()
+                .flatten()
+                .map(PathBuf::from)
+                .collect(),
             process: process_plan(process)?,
             init,
         })
@@ -157,7 +194,10 @@ fn process_plan(p: &oci_spec::runtime::Process) -> Result<ProcessPlan, SandboxEr
     }
     let caps = p.capabilities().as_ref();
     let set = |s: Option<&oci_spec::runtime::Capabilities>| -> Result<CapsHashSet, SandboxError> {
-        s.into_iter().flatten().map(|c| capability(&c.to_string())).collect()
+        s.into_iter()
+            .flatten()
+            .map(|c| capability(&c.to_string()))
+            .collect()
     };
     Ok(ProcessPlan {
         args,
@@ -178,8 +218,13 @@ fn process_plan(p: &oci_spec::runtime::Process) -> Result<ProcessPlan, SandboxEr
 /// Parses a capability name in either form: `CAP_NET_ADMIN` or `NET_ADMIN`.
 pub fn capability(name: &str) -> Result<Capability, SandboxError> {
     let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
-    full.parse::<Capability>().map_err(|_| SandboxError::Spec(format!("unknown capability \"{name}\"")))
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    full.parse::<Capability>()
+        .map_err(|_| SandboxError::Spec(format!("unknown capability \"{name}\"")))
 }
 
 /// Every capability this kernel knows, for `--privileged` and `ALL`.
@@ -206,7 +251,10 @@ pub fn mount_op(
     options: &[String],
 ) -> Result<MountOp, SandboxError> {
     if !dest.is_absolute() {
-        return Err(SandboxError::Spec(format!("mount destination {} is not absolute", dest.display())));
+        return Err(SandboxError::Spec(format!(
+            "mount destination {} is not absolute",
+            dest.display()
+        )));
     }
     let mut flags = MsFlags::empty();
     let mut data = Vec::new();
@@ -231,14 +279,20 @@ pub fn mount_op(
         }
     }
     let kind = if bind {
-        let source = source
-            .ok_or_else(|| SandboxError::Spec(format!("bind mount on {} has no source", dest.display())))?;
-        MountKind::Bind { source: source.to_path_buf(), recursive }
+        let source = source.ok_or_else(|| {
+            SandboxError::Spec(format!("bind mount on {} has no source", dest.display()))
+        })?;
+        MountKind::Bind {
+            source: source.to_path_buf(),
+            recursive,
+        }
     } else {
         let fstype = typ
             .ok_or_else(|| SandboxError::Spec(format!("mount on {} has no type", dest.display())))?
             .to_string();
-        let source = source.map(|s| s.display().to_string()).unwrap_or_else(|| fstype.clone());
+        let source = source
+            .map(|s| s.display().to_string())
+            .unwrap_or_else(|| fstype.clone());
         MountKind::Fs { fstype, source }
     };
     Ok(MountOp {
@@ -260,17 +314,39 @@ mod tests {
 
     #[test]
     fn bind_options() {
-        let m = mount_op(Path::new("/work"), Some("bind"), Some(Path::new("/home/u")), &opts(&["rbind", "ro"]))
-            .unwrap();
-        assert_eq!(m.kind, MountKind::Bind { source: "/home/u".into(), recursive: true });
+        let m = mount_op(
+            Path::new("/work"),
+            Some("bind"),
+            Some(Path::new("/home/u")),
+            &opts(&["rbind", "ro"]),
+        )
+        .unwrap();
+        assert_eq!(
+            m.kind,
+            MountKind::Bind {
+                source: "/home/u".into(),
+                recursive: true
+            }
+        );
         assert!(m.readonly && m.data.is_none());
     }
 
     #[test]
     fn fs_options() {
-        let m = mount_op(Path::new("/dev"), Some("tmpfs"), Some(Path::new("tmpfs")), &opts(&["nosuid", "mode=755", "size=65536k"]))
-            .unwrap();
-        assert_eq!(m.kind, MountKind::Fs { fstype: "tmpfs".into(), source: "tmpfs".into() });
+        let m = mount_op(
+            Path::new("/dev"),
+            Some("tmpfs"),
+            Some(Path::new("tmpfs")),
+            &opts(&["nosuid", "mode=755", "size=65536k"]),
+        )
+        .unwrap();
+        assert_eq!(
+            m.kind,
+            MountKind::Fs {
+                fstype: "tmpfs".into(),
+                source: "tmpfs".into()
+            }
+        );
         assert_eq!(m.flags, MsFlags::MS_NOSUID);
         assert_eq!(m.data.as_deref(), Some("mode=755,size=65536k"));
         assert!(mount_op(Path::new("rel"), Some("tmpfs"), None, &[]).is_err());

@@ -6,7 +6,9 @@ use std::path::Path;
 use nix::unistd::{AccessFlags, access};
 
 fn read_trim(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// Why unprivileged user namespaces are unavailable, with the fix, if a known
@@ -41,7 +43,11 @@ pub struct Feature {
 }
 
 fn feature(name: &'static str, available: bool, detail: impl Into<String>) -> Feature {
-    Feature { name, available, detail: detail.into() }
+    Feature {
+        name,
+        available,
+        detail: detail.into(),
+    }
 }
 
 /// Everything `info` reports about the kernel and the host.
@@ -49,10 +55,15 @@ pub fn features() -> Vec<Feature> {
     let max = read_trim("/proc/sys/user/max_user_namespaces").unwrap_or_else(|| "unknown".into());
     let userns = match userns_restriction() {
         Some(why) => feature("user namespaces", false, why),
-        None => feature("user namespaces", Path::new("/proc/self/ns/user").exists(), format!("max_user_namespaces = {max}")),
+        None => feature(
+            "user namespaces",
+            Path::new("/proc/self/ns/user").exists(),
+            format!("max_user_namespaces = {max}"),
+        ),
     };
     let (major, minor) = kernel_version();
-    let overlay_fs = std::fs::read_to_string("/proc/filesystems").is_ok_and(|s| s.contains("\toverlay"));
+    let overlay_fs =
+        std::fs::read_to_string("/proc/filesystems").is_ok_and(|s| s.contains("\toverlay"));
     let overlay = feature(
         "overlayfs in a user namespace",
         overlay_fs && (major, minor) >= (5, 11),
@@ -68,7 +79,9 @@ pub fn features() -> Vec<Feature> {
         detail: format!(
             "{}; fusermount3 {}",
             fuse.detail,
-            fusermount.map(|p| format!("at {}", p.display())).unwrap_or_else(|| "not found (apt install fuse3)".into())
+            fusermount
+                .map(|p| format!("at {}", p.display()))
+                .unwrap_or_else(|| "not found (apt install fuse3)".into())
         ),
         ..fuse
     };
@@ -83,7 +96,8 @@ pub fn features() -> Vec<Feature> {
         .windows(2)
         .next()
         .is_some_and(|w| w[0] <= u64::from(gid) && u64::from(gid) <= w[1]);
-    let ports = read_trim("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap_or_else(|| "1024".into());
+    let ports =
+        read_trim("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap_or_else(|| "1024".into());
     vec![
         userns,
         overlay,
@@ -94,7 +108,11 @@ pub fn features() -> Vec<Feature> {
             ping_ok,
             format!("net.ipv4.ping_group_range = {}", ping.replace('\t', " ")),
         ),
-        feature("unprivileged ports", true, format!("net.ipv4.ip_unprivileged_port_start = {ports}")),
+        feature(
+            "unprivileged ports",
+            true,
+            format!("net.ipv4.ip_unprivileged_port_start = {ports}"),
+        ),
         cgroups(),
     ]
 }
@@ -105,17 +123,33 @@ fn device_feature(name: &'static str, dev: &str, module: &str) -> Feature {
     }
     match access(dev, AccessFlags::R_OK | AccessFlags::W_OK) {
         Ok(()) => feature(name, true, format!("{dev} is accessible")),
-        Err(_) => feature(name, false, format!("{dev} is not readable and writable by this user; fix with: sudo chmod 0666 {dev}")),
+        Err(_) => feature(
+            name,
+            false,
+            format!(
+                "{dev} is not readable and writable by this user; fix with: sudo chmod 0666 {dev}"
+            ),
+        ),
     }
 }
 
 fn cgroups() -> Feature {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let on = |dir: &str, fs: &str| mounts.lines().any(|l| l.split(' ').nth(1) == Some(dir) && l.split(' ').nth(2) == Some(fs));
+    let on = |dir: &str, fs: &str| {
+        mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some(dir) && l.split(' ').nth(2) == Some(fs))
+    };
     let (mode, detail) = if on("/sys/fs/cgroup", "cgroup2") {
-        ("v2", "unified hierarchy; limits need systemd delegation (not used yet)")
+        (
+            "v2",
+            "unified hierarchy; limits need systemd delegation (not used yet)",
+        )
     } else if on("/sys/fs/cgroup/unified", "cgroup2") {
-        ("hybrid", "v1 controllers with cgroup2 at /sys/fs/cgroup/unified; resource limits unavailable")
+        (
+            "hybrid",
+            "v1 controllers with cgroup2 at /sys/fs/cgroup/unified; resource limits unavailable",
+        )
     } else {
         ("v1", "v1 only; resource limits unavailable")
     };
@@ -124,7 +158,11 @@ fn cgroups() -> Feature {
 
 /// The running kernel's major and minor version.
 pub fn kernel_version() -> (u32, u32) {
-    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse().ok());
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok());
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }

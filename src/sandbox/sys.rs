@@ -56,9 +56,18 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on
     // descriptors; it touches no memory.
     let ret = unsafe {
-        libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
     };
-    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Brings the network interface `name` up (`SIOCSIFFLAGS` with `IFF_UP`).
@@ -68,7 +77,10 @@ pub fn set_link_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     let bytes = name.as_bytes();
     if bytes.len() >= req.ifr_name.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
     }
     for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
         *dst = *src as libc::c_char;
@@ -104,5 +116,30 @@ pub fn reset_signals() -> io::Result<()> {
     // async-signal-safety concerns apply.
     unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    Ok(())
+}
+
+/// Closes every descriptor from 3 upward except those in `keep`, so that a
+/// process that never `exec`s (the container's init) holds no copy of the
+/// supervisor's pipes, which would keep them from ever reporting EOF.
+pub fn close_fds_except(keep: &[i32]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|fd| **fd >= 3)
+        .map(|fd| *fd as u32)
+        .collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for fd in keep.into_iter().chain([u32::MAX]) {
+        if fd > from {
+            // SAFETY: close_range only closes descriptors; no memory is
+            // touched, and no descriptor in `keep` is in [from, fd - 1].
+            let ret = unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0) };
+            if ret == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        from = fd.saturating_add(1);
+    }
     Ok(())
 }
