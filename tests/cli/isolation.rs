@@ -1,6 +1,7 @@
 //! What a container sees: its ids, processes, host name, network, file system.
 
 use std::fs;
+use std::path::Path;
 
 use crate::util::Env;
 
@@ -217,10 +218,13 @@ fn proc_hides_what_docker_hides() {
             "{f} is masked: {out}"
         );
     }
-    assert!(
-        out.contains("kcore-is-char"),
-        "/proc/kcore is /dev/null bound over: {out}"
-    );
+    // Some kernels have no /proc/kcore at all.
+    if Path::new("/proc/kcore").exists() {
+        assert!(
+            out.contains("kcore-is-char"),
+            "/proc/kcore is /dev/null bound over: {out}"
+        );
+    }
     assert!(out.contains("firmware: 0"), "{out}");
     assert!(out.contains("sysrq-readonly"), "{out}");
 }

@@ -6,7 +6,8 @@ use crate::util::Env;
 fn ps_lists_running_containers_and_ps_a_all() {
     let env = setup!(Env::new());
     let running = env.run_detached(["--name", "up", "busybox", "sleep", "100"]);
-    env.ok(["run", "--name", "finished", "busybox", "sh", "-c", "exit 2"]);
+    env.burrow(["run", "--name", "finished", "busybox", "sh", "-c", "exit 2"])
+        .expect_code(2);
     env.ok(["create", "--name", "fresh", "busybox", "true"]);
 
     let ps = env.ok(["ps"]);
