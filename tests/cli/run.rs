@@ -216,11 +216,8 @@ fn each_container_gets_its_own_root_filesystem() {
 #[test]
 fn user_by_name_and_id() {
     let env = setup!(Env::subuid());
-    assert_eq!(
-        env.ok(["run", "--rm", "--user", "user", "busybox", "id"])
-            .trim(),
-        "uid=1000(user) gid=1000(user) groups=1000(user)"
-    );
+    let id = env.ok(["run", "--rm", "--user", "user", "busybox", "id"]);
+    assert!(id.starts_with("uid=1000(user) gid=1000(user)"), "{id}");
     let out = env.ok([
         "run",
         "--rm",
