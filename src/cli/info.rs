@@ -59,9 +59,10 @@ pub fn run(root: Option<PathBuf>, runroot: Option<PathBuf>, a: &InfoArgs) -> Res
             println!("ID mapping: {ids}");
             println!("  uid map: {}", map_text(&ids.uid_map));
             println!("  gid map: {}", map_text(&ids.gid_map));
+            let (driver, why) = container::rootfs::choose(None, &[]);
             println!(
-                "Storage driver: {} (copies each image into the container; the overlay drivers are not built yet)",
-                container::rootfs::DRIVER
+                "Storage driver: {} ({why}; vfs copies the image, always available)",
+                driver.name()
             );
             println!("Data root: {data}");
             println!("Runtime root: {runtime}");
@@ -88,7 +89,7 @@ pub fn run(root: Option<PathBuf>, runroot: Option<PathBuf>, a: &InfoArgs) -> Res
                     "UidMap": map_text(&ids.uid_map),
                     "GidMap": map_text(&ids.gid_map),
                 },
-                "StorageDriver": container::rootfs::DRIVER,
+                "StorageDriver": container::rootfs::choose(None, &[]).0.name(),
                 "DataRoot": data,
                 "RuntimeRoot": runtime,
                 "Containers": total,

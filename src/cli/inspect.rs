@@ -82,7 +82,7 @@ fn container_value(dirs: &Dirs, r: &Record, s: &Status) -> Value {
         "Image": format!("sha256:{}", r.image_id),
         "Name": format!("/{}", r.name),
         "LogPath": container::logs::path(dirs, &r.id),
-        "Driver": container::rootfs::DRIVER,
+        "Driver": c.storage_driver.map(|d| d.name()),
         "Platform": "linux",
         "Mounts": c.binds.iter().map(|b| json!({
             "Type": "bind",
@@ -111,7 +111,13 @@ fn container_value(dirs: &Dirs, r: &Record, s: &Status) -> Value {
             "Privileged": c.privileged,
             "Init": c.init,
         },
-        "GraphDriver": { "Name": container::rootfs::DRIVER, "Data": { "Dir": dirs.container(&r.id).join("rootfs") } },
+        "GraphDriver": {
+            "Name": c.storage_driver.map(|d| d.name()),
+            "Data": {
+                "MergedDir": dirs.container(&r.id).join("rootfs"),
+                "UpperDir": dirs.container(&r.id).join("upper"),
+            },
+        },
     })
 }
 

@@ -52,6 +52,14 @@ pub struct ContainerOpts {
     /// Remove the container when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Root filesystem driver: overlay (kernel overlayfs in the user namespace) or vfs (a copy) [default: overlay where the kernel allows it]
+    #[arg(
+        long,
+        env = "BURROW_STORAGE_DRIVER",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub storage_driver: String,
     /// Image to run
     pub image: String,
     /// Command and arguments [default: the image's]
@@ -98,6 +106,7 @@ impl ContainerOpts {
             init: self.init,
             interactive: self.interactive,
             auto_remove: self.rm,
+            storage_driver: self.storage_driver.clone(),
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct CreateRequest {
     pub init: bool,
     pub interactive: bool,
     pub auto_remove: bool,
+    /// `overlay`, `vfs`, or empty for the automatic choice.
+    pub storage_driver: String,
 }
 
 /// The caller's id maps on this host (range or single mode).
@@ -82,6 +84,7 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
     if let Some(n) = &req.name {
         names::validate(n).map_err(|e| anyhow!(e))?;
     }
+    let requested_driver = rootfs::Driver::parse(&req.storage_driver)?;
     let image = Store::open(dirs)?.resolve(&req.image)?;
     let cfg = image.config.config().clone().unwrap_or_default();
 
@@ -107,7 +110,8 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
     fs::create_dir_all(dirs.tmp())?;
     let built = (|| -> Result<Record> {
         fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
-        rootfs::prepare(&image.layers, &staging.join("rootfs"))?;
+        let (driver, _why) = rootfs::choose(requested_driver, &image.layers);
+        let root = rootfs::prepare(driver, &image.layers, &staging, &dirs.container(&id))?;
         let user = resolve_user(
             &staging.join("rootfs"),
             user_spec.as_ref(),
@@ -153,6 +157,7 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
                 cap_drop: req.cap_drop.clone(),
                 privileged: req.privileged,
                 init: req.init,
+                storage_driver: Some(root.driver),
                 interactive: req.interactive,
                 stop_signal: image
                     .config
@@ -179,6 +184,7 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
                 gid_map: &ids.gid_map,
                 caps: &caps,
                 etc_files: &etc_refs,
+                root_overlay: root.overlay_options.as_deref(),
             },
         )?;
         // The bound files are named by their final path in the spec.
@@ -506,10 +512,15 @@ pub fn remove_tree(path: &Path) -> Result<()> {
         Err(_) => {}
     }
     let ids = host_ids();
-    let code = crate::sandbox::as_namespace_root(&ids.uid_map, &ids.gid_map, || {
-        make_writable(path);
-        i32::from(fs::remove_dir_all(path).is_err())
-    })?;
+    let code = crate::sandbox::as_namespace_root(
+        nix::sched::CloneFlags::empty(),
+        &ids.uid_map,
+        &ids.gid_map,
+        || {
+            make_writable(path);
+            i32::from(fs::remove_dir_all(path).is_err())
+        },
+    )?;
     if code != 0 || path.exists() {
         bail!(
             "cannot remove {}: files in it belong to ids burrow cannot map",

@@ -50,6 +50,9 @@ pub struct RunConfig {
     pub cap_drop: Vec<String>,
     pub privileged: bool,
     pub init: bool,
+    /// How the rootfs was made; `None` in records older than the choice.
+    #[serde(default)]
+    pub storage_driver: Option<super::rootfs::Driver>,
     pub interactive: bool,
     pub stop_signal: String,
     pub labels: std::collections::BTreeMap<String, String>,

@@ -1,34 +1,158 @@
 //! The container's root filesystem, prepared from the image's layers.
 //!
-//! This is the one place that decides how a rootfs is made, so the
-//! copy-on-write overlay can replace it without touching anything else. The
-//! driver here is `vfs`: a private copy of every layer, bottom first, with
-//! OCI whiteouts (`.wh.NAME` deletes NAME, `.wh..wh..opq` empties the folder)
-//! applied on the way. Regular files are copied with `copy_file_range`
-//! (through `std::fs::copy`), which shares extents where the filesystem can.
+//! This is the one place that decides how a rootfs is made; the rest of the
+//! container module sees only a [`Rootfs`]: a folder to name as the spec's
+//! root and, for overlay drivers, the mount that fills it. Drivers:
+//!
+//! - `overlay`: the kernel's overlayfs, mounted by the sandbox inside the
+//!   container's user and mount namespaces (`userxattr`, Linux 5.11+). The
+//!   image layers are the lower dirs, `upper/` and `work/` in the container
+//!   folder keep its changes. Nothing is copied, and the mount vanishes with
+//!   the container's mount namespace, so no stale mount can outlive it.
+//! - `vfs`: a private copy of every layer, bottom first, with OCI whiteouts
+//!   (`.wh.NAME` deletes NAME, `.wh..wh..opq` empties the folder) applied on
+//!   the way. The last resort, and the one that works everywhere.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 
-/// The storage driver's name, for `info` and `inspect`.
-pub const DRIVER: &str = "vfs";
+/// A storage driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    Overlay,
+    Vfs,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Overlay => "overlay",
+            Driver::Vfs => "vfs",
+        }
+    }
+
+    /// Parses `--storage-driver`; `None` for automatic choice.
+    pub fn parse(s: &str) -> Result<Option<Driver>> {
+        match s {
+            "" | "auto" => Ok(None),
+            "overlay" => Ok(Some(Driver::Overlay)),
+            "vfs" => Ok(Some(Driver::Vfs)),
+            "fuse" => bail!("the fuse storage driver is not built yet; use overlay or vfs"),
+            other => bail!("unknown storage driver \"{other}\": use overlay or vfs"),
+        }
+    }
+}
+
+/// How the driver was chosen, for `info`.
+pub fn choose(requested: Option<Driver>, layers: &[PathBuf]) -> (Driver, String) {
+    if let Some(d) = requested {
+        return (d, "requested".into());
+    }
+    if let Some(why) = overlay_unavailable() {
+        return (Driver::Vfs, why);
+    }
+    if layers.iter().any(|l| has_whiteouts(l)) {
+        return (
+            Driver::Vfs,
+            "the image's layers hold OCI whiteouts, which the kernel overlay does not read".into(),
+        );
+    }
+    (
+        Driver::Overlay,
+        "the kernel allows overlayfs in a user namespace".into(),
+    )
+}
+
+/// Why the kernel overlay cannot be used here, if it cannot.
+pub fn overlay_unavailable() -> Option<String> {
+    let (major, minor) = crate::sandbox::probe::kernel_version();
+    if (major, minor) < (5, 11) {
+        return Some(format!(
+            "kernel {major}.{minor} cannot mount overlayfs in a user namespace (needs 5.11)"
+        ));
+    }
+    if !fs::read_to_string("/proc/filesystems").is_ok_and(|s| s.contains("\toverlay")) {
+        return Some("overlayfs is not available (modprobe overlay)".into());
+    }
+    None
+}
+
+/// A prepared root filesystem.
+#[derive(Debug, Clone)]
+pub struct Rootfs {
+    pub driver: Driver,
+    /// Options of the overlay mount the sandbox makes at `/`, if any.
+    pub overlay_options: Option<Vec<String>>,
+}
+
+/// Prepares `dir/rootfs` (and `upper/`, `work/` for overlay) from `layers`,
+/// bottom first. `final_dir` is where `dir` will live once the container
+/// exists (the overlay options name final paths).
+pub fn prepare(driver: Driver, layers: &[PathBuf], dir: &Path, final_dir: &Path) -> Result<Rootfs> {
+    let target = dir.join("rootfs");
+    fs::create_dir(&target).with_context(|| format!("cannot create {}", target.display()))?;
+    match driver {
+        Driver::Vfs => {
+            for layer in layers {
+                copy_layer(layer, &target).with_context(|| {
+                    format!("cannot copy layer {} into the container", layer.display())
+                })?;
+            }
+            Ok(Rootfs {
+                driver,
+                overlay_options: None,
+            })
+        }
+        Driver::Overlay => {
+            for sub in ["upper", "work"] {
+                fs::create_dir(dir.join(sub))
+                    .with_context(|| format!("cannot create {sub} in {}", dir.display()))?;
+            }
+            let lowers: Vec<String> = layers
+                .iter()
+                .rev()
+                .map(|l| l.display().to_string())
+                .collect();
+            if lowers.is_empty() {
+                bail!("the image has no layers");
+            }
+            if let Some(bad) = lowers.iter().find(|l| l.contains([',', ':'])) {
+                bail!(
+                    "layer path {bad} contains ',' or ':', which overlayfs options cannot express; use --storage-driver vfs"
+                );
+            }
+            Ok(Rootfs {
+                driver,
+                overlay_options: Some(vec![
+                    format!("lowerdir={}", lowers.join(":")),
+                    format!("upperdir={}", final_dir.join("upper").display()),
+                    format!("workdir={}", final_dir.join("work").display()),
+                    "userxattr".into(),
+                ]),
+            })
+        }
+    }
+}
+
+/// Whether a layer folder holds any OCI whiteout.
+fn has_whiteouts(layer: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(layer) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.file_name().to_string_lossy().starts_with(WHITEOUT_PREFIX)
+            || (e.file_type().is_ok_and(|t| t.is_dir()) && has_whiteouts(&e.path()))
+    })
+}
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
-
-/// Builds `target` (which must not exist) from `layers`, bottom first.
-pub fn prepare(layers: &[std::path::PathBuf], target: &Path) -> Result<()> {
-    fs::create_dir(target).with_context(|| format!("cannot create {}", target.display()))?;
-    for layer in layers {
-        copy_layer(layer, target)
-            .with_context(|| format!("cannot copy layer {} into the container", layer.display()))?;
-    }
-    Ok(())
-}
 
 fn copy_layer(src: &Path, dst: &Path) -> io::Result<()> {
     let mut entries: Vec<fs::DirEntry> = fs::read_dir(src)?.collect::<io::Result<_>>()?;
@@ -113,7 +237,9 @@ mod tests {
         fs::write(l2.join("etc/.wh.gone"), "").unwrap();
         fs::write(l2.join("opq/.wh..wh..opq"), "").unwrap();
         fs::write(l2.join("opq/fresh"), "y").unwrap();
-        prepare(&[l1, l2], &out).unwrap();
+        fs::create_dir(&out).unwrap();
+        prepare(Driver::Vfs, &[l1, l2], &out, &out).unwrap();
+        let out = out.join("rootfs");
         assert_eq!(fs::read_to_string(out.join("etc/motd")).unwrap(), "new");
         assert!(!out.join("etc/gone").exists());
         assert!(!out.join("opq/old").exists() && out.join("opq/fresh").exists());

@@ -105,6 +105,8 @@ pub struct SpecInputs<'a> {
     pub caps: &'a [Capability],
     /// Files in the container folder bound over `/etc/hosts` and friends.
     pub etc_files: &'a [(&'a str, &'a Path)],
+    /// Options of an overlay mounted over the root, for the overlay driver.
+    pub root_overlay: Option<&'a [String]>,
 }
 
 pub fn build(rec: &Record, inputs: &SpecInputs) -> Result<Spec> {
@@ -233,7 +235,12 @@ fn mounts(rec: &Record, inputs: &SpecInputs) -> Result<Vec<Mount>> {
     if gid5 {
         pts.push("gid=5");
     }
-    let mut out = vec![
+    let mut out = Vec::new();
+    if let Some(opts) = inputs.root_overlay {
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        out.push(mount("/", "overlay", "overlay", &opts)?);
+    }
+    out.extend([
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
             "/dev",
@@ -260,7 +267,7 @@ fn mounts(rec: &Record, inputs: &SpecInputs) -> Result<Vec<Mount>> {
             "sysfs",
             &["nosuid", "noexec", "nodev", "ro"],
         )?,
-    ];
+    ]);
     for dev in DEVICES {
         let path = format!("/dev/{dev}");
         out.push(mount(&path, "bind", &path, &["bind", "nosuid", "noexec"])?);

@@ -184,6 +184,7 @@ fn write_id_maps(
 /// subordinate range mapped, that root may remove or chown files owned by
 /// any mapped id: how burrow deletes what a container's users created.
 pub fn as_namespace_root(
+    extra: CloneFlags,
     uid_map: &[idmap::IdMap],
     gid_map: &[idmap::IdMap],
     f: impl FnOnce() -> i32,
@@ -192,7 +193,7 @@ pub fn as_namespace_root(
         step: "create a pipe".into(),
         source: e.into(),
     })?;
-    let pid = match clone_namespaces(CloneFlags::CLONE_NEWUSER)? {
+    let pid = match clone_namespaces(CloneFlags::CLONE_NEWUSER | extra)? {
         None => {
             drop(maps_tx);
             let mut byte = [0u8; 1];
