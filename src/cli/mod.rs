@@ -64,6 +64,8 @@ enum Command {
 
 /// Parses the command line, runs it and returns the process exit code.
 pub fn main() -> i32 {
+    // Rust ignores SIGPIPE; a CLI piped into `head` should just stop.
+    crate::sandbox::sys::set_sigpipe(true);
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,

@@ -145,13 +145,17 @@ pub fn clear_runtime(dirs: &Dirs, id: &str) {
     let _ = fs::remove_dir_all(dirs.runtime_container(id));
 }
 
-/// A process's start time in clock ticks since boot, or `None` if it is gone.
+/// A live process's start time in clock ticks since boot, or `None` if it is
+/// gone or a zombie (a dead supervisor whose parent has not reaped it).
 pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22; the command name (field 2) may contain spaces, so count from
-    // the closing parenthesis.
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split(' ').nth(19)?.parse().ok()
+    // The command name (field 2) may contain spaces, so count from the
+    // closing parenthesis: field 3 is the state, field 22 the start time.
+    let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Whether the supervisor recorded in `rt` is still the process it was.

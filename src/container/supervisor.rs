@@ -151,6 +151,9 @@ fn supervise(
     ready: Option<OwnedFd>,
 ) -> Result<i32> {
     let log = attach != Attach::Foreground { log: false };
+    // Output to a closed terminal must not kill the supervisor, and with it
+    // the container.
+    sandbox::sys::set_sigpipe(false);
     let mut rec = record::load_record(dirs, id)?;
     let me = std::process::id() as i32;
     let mut rt = Runtime {
@@ -173,6 +176,7 @@ fn supervise(
         mask.add(*s);
     }
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
+    sandbox::sys::default_action(FORWARDED);
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
 
     let (stdio, pipes) = make_stdio(log, interactive)?;

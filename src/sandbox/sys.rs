@@ -143,3 +143,28 @@ pub fn close_fds_except(keep: &[i32]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Sets SIGPIPE to its default action (die quietly, as a pipeline stage
+/// should when `head` stops reading) or to ignored (a supervisor must
+/// survive its terminal going away and keep logging).
+pub fn set_sigpipe(default: bool) {
+    use nix::sys::signal::{SigHandler, Signal};
+    let handler = if default {
+        SigHandler::SigDfl
+    } else {
+        SigHandler::SigIgn
+    };
+    // SAFETY: SIG_DFL and SIG_IGN run no handler code.
+    let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, handler) };
+}
+
+/// Restores the default action of `signals`: a signal a shell set to ignored
+/// (as it does for SIGINT in background jobs) is discarded by the kernel,
+/// never queued, so a supervisor that must forward it has to undo that.
+pub fn default_action(signals: &[nix::sys::signal::Signal]) {
+    use nix::sys::signal::SigHandler;
+    for s in signals {
+        // SAFETY: SIG_DFL runs no handler code.
+        let _ = unsafe { nix::sys::signal::signal(*s, SigHandler::SigDfl) };
+    }
+}
