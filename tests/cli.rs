@@ -15,6 +15,8 @@ mod isolation;
 mod lifecycle;
 #[path = "cli/logs.rs"]
 mod logs;
+#[path = "cli/misc.rs"]
+mod misc;
 #[path = "cli/ps.rs"]
 mod ps;
 #[path = "cli/run.rs"]
