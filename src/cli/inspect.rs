@@ -15,7 +15,8 @@ pub struct InspectArgs {
     /// What to inspect: container, image, or any (containers first)
     #[arg(long = "type", default_value = "any")]
     pub kind: String,
-    #[arg(required = true)]
+    /// Container or image names or ids
+    #[arg(required = true, value_name = "NAME")]
     pub names: Vec<String>,
 }
 

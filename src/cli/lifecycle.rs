@@ -14,7 +14,8 @@ pub struct StartArgs {
     /// Attach to the container's output and wait for it
     #[arg(short = 'a', long)]
     pub attach: bool,
-    #[arg(required = true)]
+    /// Container names or ids (a unique id prefix is enough)
+    #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
 }
 
@@ -24,7 +25,8 @@ pub struct StopArgs {
     /// Seconds to wait before killing
     #[arg(short = 't', long = "time", default_value_t = 10)]
     pub time: u64,
-    #[arg(required = true)]
+    /// Container names or ids (a unique id prefix is enough)
+    #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
 }
 
@@ -34,7 +36,8 @@ pub struct RestartArgs {
     /// Seconds to wait before killing
     #[arg(short = 't', long = "time", default_value_t = 10)]
     pub time: u64,
-    #[arg(required = true)]
+    /// Container names or ids (a unique id prefix is enough)
+    #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
 }
 
@@ -44,7 +47,8 @@ pub struct KillArgs {
     /// Signal name or number
     #[arg(short = 's', long = "signal", default_value = "KILL")]
     pub signal: String,
-    #[arg(required = true)]
+    /// Container names or ids (a unique id prefix is enough)
+    #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
 }
 
@@ -54,14 +58,16 @@ pub struct RmArgs {
     /// Kill and remove running containers
     #[arg(short = 'f', long)]
     pub force: bool,
-    #[arg(required = true)]
+    /// Container names or ids (a unique id prefix is enough)
+    #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
 }
 
 /// Wait for containers to stop and print their exit codes
 #[derive(Args, Debug)]
 pub struct WaitArgs {
-    #[arg(required = true)]
+    /// Container names or ids (a unique id prefix is enough)
+    #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
 }
 

@@ -24,6 +24,7 @@ pub struct LogsArgs {
     /// Prefix each line with its time
     #[arg(short, long)]
     pub timestamps: bool,
+    /// Container name or id
     pub container: String,
 }
 

@@ -33,10 +33,22 @@ pub const EXIT_BURROW: i32 = 125;
 )]
 pub struct Cli {
     /// Folder for images and containers [default: $XDG_DATA_HOME/burrow]
-    #[arg(long, global = true, env = "BURROW_ROOT", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "BURROW_ROOT",
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     root: Option<PathBuf>,
     /// Folder for runtime state [default: $XDG_RUNTIME_DIR/burrow or /tmp/burrow-run-UID]
-    #[arg(long, global = true, env = "BURROW_RUNROOT", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "BURROW_RUNROOT",
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     runroot: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,

@@ -40,7 +40,7 @@ pub struct ContainerOpts {
     /// Give every capability of the container's user namespace
     #[arg(long)]
     pub privileged: bool,
-    /// Run the built-in init as PID 1 (reaps zombies, forwards signals) [default: true]
+    /// Run the built-in init as PID 1 (reaps zombies, forwards signals)
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true", value_name = "BOOL")]
     pub init: bool,
     /// Override the image's entrypoint
