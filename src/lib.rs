@@ -8,13 +8,15 @@
 //! - [`container`] is the orchestrator: it turns a `run` request into an OCI runtime
 //!   spec (`config.json` in the container's bundle), prepares the root filesystem,
 //!   forks the per-container supervisor, records state and logs, and cleans up.
+//! - [`registry`] is the distribution client: pull, push, login and search
+//!   against OCI registries, over HTTP(S) with ureq; pulled images land in the store.
 //! - [`store`] keeps images: content-addressed config blobs, one unpacked folder per
 //!   layer diff_id, tags; [`image`] holds references as pure data.
 //! - [`sandbox`] builds a container from an OCI spec alone: user namespace and id
 //!   maps, mount/pid/uts/ipc/net/cgroup namespaces, the mount recipe, `pivot_root`,
 //!   capabilities, the minimal init and the final `exec`.
 //!
-//! Dependencies point one way: `cli → container → store → image`, and
+//! Dependencies point one way: `cli → container → registry → store → image`, and
 //! `container → sandbox`. The sandbox never imports the store or the CLI; it is
 //! handed a spec and file descriptors. `docs/architecture.md` has the long version.
 #![deny(unsafe_code)]
@@ -23,6 +25,7 @@ pub mod cli;
 pub mod container;
 pub mod image;
 pub mod paths;
+pub mod registry;
 pub mod sandbox;
 pub mod store;
 pub mod timefmt;

@@ -11,6 +11,7 @@ mod inspect;
 mod lifecycle;
 mod logs;
 mod ps;
+mod registry;
 mod run;
 pub mod table;
 
@@ -71,6 +72,11 @@ enum Command {
     Images(images::ImagesArgs),
     Rmi(images::RmiArgs),
     Tag(images::TagArgs),
+    Pull(registry::PullArgs),
+    Push(registry::PushArgs),
+    Login(registry::LoginArgs),
+    Logout(registry::LogoutArgs),
+    Search(registry::SearchArgs),
     Info(info::InfoArgs),
 }
 
@@ -112,6 +118,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Images(a) => images::images(&dirs, a),
         Command::Rmi(a) => images::rmi(&dirs, a),
         Command::Tag(a) => images::tag(&dirs, a),
+        Command::Pull(a) => registry::pull(&dirs, a),
+        Command::Push(a) => registry::push(&dirs, a),
+        Command::Login(a) => registry::login(a),
+        Command::Logout(a) => registry::logout(a),
+        Command::Search(a) => registry::search(a),
         Command::Info(_) => unreachable!("handled above"),
     }
 }

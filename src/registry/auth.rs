@@ -188,7 +188,8 @@ pub fn lookup(registry: &str) -> io::Result<Option<Credentials>> {
 
 /// Records credentials for `registry` in burrow's file (mode 0600).
 pub fn store(registry: &str, creds: &Credentials) -> io::Result<PathBuf> {
-    let dir = config_dir().ok_or_else(|| io::Error::other("neither XDG_CONFIG_HOME nor HOME is set"))?;
+    let dir =
+        config_dir().ok_or_else(|| io::Error::other("neither XDG_CONFIG_HOME nor HOME is set"))?;
     fs::create_dir_all(&dir)?;
     let path = dir.join("auth.json");
     let mut file = load(&path)?;
@@ -283,6 +284,9 @@ mod tests {
         f.auths.insert("b:2".into(), AuthEntry::default());
         save(&path, &f).unwrap();
         let text = fs::read_to_string(&path).unwrap();
-        assert!(text.contains("credsStore") && text.contains("email"), "{text}");
+        assert!(
+            text.contains("credsStore") && text.contains("email"),
+            "{text}"
+        );
     }
 }

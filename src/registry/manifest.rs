@@ -189,7 +189,8 @@ impl FromStr for Wanted {
 
     fn from_str(s: &str) -> Result<Wanted, String> {
         let parts: Vec<&str> = s.split('/').collect();
-        let bad = || format!("invalid platform \"{s}\": expected os/arch[/variant], e.g. linux/arm64");
+        let bad =
+            || format!("invalid platform \"{s}\": expected os/arch[/variant], e.g. linux/arm64");
         if parts.iter().any(|p| p.is_empty()) {
             return Err(bad());
         }
@@ -271,7 +272,8 @@ mod tests {
     }
 
     fn index(entries: Vec<serde_json::Value>) -> Index {
-        let doc = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries});
+        let doc =
+            serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries});
         match parse(doc.to_string().as_bytes(), None).unwrap() {
             Document::Index(i) => i,
             other => panic!("{other:?}"),

@@ -16,14 +16,18 @@
 //! vanish in reverse). A crash leaves at most scratch folders, which the next
 //! [`Store::open`] removes, or an unreferenced layer or blob.
 //!
-//! Submodules: [`layer`] unpacks tarballs, [`index`] keeps tags and metadata,
+//! Submodules: [`layer`] unpacks tarballs, [`distribution`] keeps what pulls and
+//! pushes need (compressed blobs, manifests, repository digests; `registry.json`),
+//! [`pack`] turns a layer folder back into a tarball, [`index`] keeps tags and metadata,
 //! [`import`] builds configs, [`remove`] decides what `rmi` may do, [`lock`] and
 //! [`scratch`] are the concurrency and atomicity plumbing.
 
+mod distribution;
 mod import;
 mod index;
 mod layer;
 mod lock;
+mod pack;
 mod remove;
 mod scratch;
 #[cfg(test)]
@@ -38,6 +42,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{Context, anyhow};
 use thiserror::Error;
 
+pub use distribution::{BlobMismatch, Committed, LayerBlob, PullCommit, PulledLayer, StagedLayer};
 pub use import::{ImportOptions, host_arch};
 pub use layer::{Compression, LayerError, detect};
 pub use remove::Conflict;
@@ -291,6 +296,12 @@ impl Store {
             if let Some(id) = tags.get(&key) {
                 return Ok((id.to_string(), Some(key)));
             }
+        }
+        // `NAME@sha256:...`: the image pulled (or pushed) under that digest.
+        if let Ok(reference) = name.parse::<Reference>()
+            && let Some(id) = self.find_by_repo_digest(&reference)
+        {
+            return Ok((id, None));
         }
         self.find_by_prefix(name, name).map(|id| (id, None))
     }

@@ -1,0 +1,436 @@
+//! What the store keeps for registries: pulled layers, manifests, compressed
+//! blobs and repository digests.
+//!
+//! A pull hands each layer's stream to [`Store::receive_layer`], which unpacks
+//! it into a scratch folder while hashing both the compressed bytes (the blob
+//! digest, which the caller checks against the manifest) and the tar stream
+//! (the diff_id), and keeps the compressed bytes as a file beside it. Nothing
+//! is visible until [`Store::commit_pull`] moves everything into place under
+//! the lock, in the store's usual order: layers and blobs → config → meta → tag.
+//!
+//! `images/registry.json` indexes what only registries care about:
+//! - `repo_digests`: `NAME@sha256:...` (the manifest digest a registry gave
+//!   for that repository) → image id, for `images --digests` and for
+//!   resolving `NAME@sha256:...` locally;
+//! - `manifests`: image id → the digest of its platform manifest blob, so a
+//!   push of a pulled image sends the manifest it came with;
+//! - `layers`: diff_id → the compressed blob that holds that layer, and the
+//!   repositories known to hold the blob (for cross-repository mounts).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::index::Meta;
+use super::scratch::Scratch;
+use super::{Image, Store, StoreError, layer, pack, write_new};
+use crate::image::{Digest, Reference};
+use crate::paths::write_atomic;
+
+/// A compressed layer blob and what it unpacks to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerBlob {
+    /// `sha256:...` of the compressed bytes.
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    /// `sha256:...` of the tar stream inside. Equals the local diff_id for a
+    /// pulled layer; a layer packed from its folder may differ.
+    pub diff_id: String,
+    /// Repositories (`host/path`) known to hold the blob.
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RegistryIndex {
+    #[serde(default)]
+    repo_digests: BTreeMap<String, String>,
+    #[serde(default)]
+    manifests: BTreeMap<String, String>,
+    #[serde(default)]
+    layers: BTreeMap<String, LayerBlob>,
+}
+
+/// A layer stream whose bytes do not hash to the digest the caller expected.
+#[derive(Debug, thiserror::Error)]
+#[error("its sha256 is {actual}, not {expected}")]
+pub struct BlobMismatch {
+    pub expected: Digest,
+    pub actual: Digest,
+}
+
+/// A downloaded layer, unpacked in scratch and not yet visible.
+#[derive(Debug)]
+pub struct StagedLayer {
+    scratch: Scratch,
+    /// sha256 of the bytes received (the blob digest).
+    pub digest: Digest,
+    pub size: u64,
+    /// sha256 of the tar stream.
+    pub diff_id: Digest,
+    /// Bytes of file content unpacked.
+    pub unpacked_size: u64,
+}
+
+impl StagedLayer {
+    fn layer_dir(&self) -> PathBuf {
+        self.scratch.path().join("layer")
+    }
+
+    fn blob_path(&self) -> PathBuf {
+        self.scratch.path().join("blob")
+    }
+}
+
+/// One layer of a pull: its blob, and the staged download unless the store
+/// had the layer already.
+#[derive(Debug)]
+pub struct PulledLayer {
+    pub diff_id: Digest,
+    pub blob: LayerBlob,
+    pub staged: Option<StagedLayer>,
+}
+
+/// Everything [`Store::commit_pull`] makes visible.
+#[derive(Debug)]
+pub struct PullCommit<'a> {
+    /// What was pulled; its tag (if any) is set.
+    pub reference: &'a Reference,
+    /// The digest the registry gave for the reference (an index's, if it
+    /// served one): the repository digest.
+    pub repo_digest: &'a Digest,
+    /// Manifest and index documents to keep, by digest.
+    pub documents: Vec<(Digest, Vec<u8>)>,
+    /// The platform manifest's digest.
+    pub manifest: Digest,
+    pub config: &'a [u8],
+    pub layers: Vec<PulledLayer>,
+}
+
+/// What a pull changed.
+#[derive(Debug)]
+pub struct Committed {
+    pub image: Image,
+    /// False when the tag already named this image ("Image is up to date").
+    pub changed: bool,
+}
+
+/// Passes bytes through while hashing them and copying them to a file.
+struct Tee<'a, R> {
+    inner: R,
+    hasher: Sha256,
+    copy: BufWriter<&'a File>,
+    count: u64,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.copy.write_all(&buf[..n])?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Hashes what is written through it.
+struct HashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Store {
+    /// Whether the layer with this diff_id is unpacked in the store.
+    pub fn has_layer(&self, diff_id: &Digest) -> bool {
+        self.layer_dir(diff_id).is_dir()
+    }
+
+    /// Unpacks a layer stream (plain, gzip or zstd) into scratch, keeping the
+    /// compressed bytes. Reads `input` to its end, so the digest covers it
+    /// all; bytes that do not hash to `expected` fail with [`BlobMismatch`]
+    /// (inside `StoreError::Other`), even when they also failed to unpack:
+    /// a corrupt download is reported as such, not as a bad tarball.
+    pub fn receive_layer(
+        &self,
+        input: impl Read,
+        expected: &Digest,
+    ) -> Result<StagedLayer, StoreError> {
+        let scratch = Scratch::create(&self.tmp, "pull")
+            .with_context(|| format!("cannot create a scratch folder in {}", self.tmp.display()))?;
+        let layer_dir = scratch.path().join("layer");
+        fs::create_dir(&layer_dir)
+            .with_context(|| format!("cannot create {}", layer_dir.display()))?;
+        let blob_path = scratch.path().join("blob");
+        let file = File::create(&blob_path)
+            .with_context(|| format!("cannot create {}", blob_path.display()))?;
+        let mut tee = Tee {
+            inner: input,
+            hasher: Sha256::new(),
+            copy: BufWriter::new(&file),
+            count: 0,
+        };
+        let unpacked = layer::unpack(&mut tee, &layer_dir);
+        let drained = io::copy(&mut tee, &mut io::sink());
+        let actual = Digest::from_hasher(tee.hasher.clone());
+        if drained.is_ok() && actual != *expected {
+            let mismatch = BlobMismatch {
+                expected: expected.clone(),
+                actual,
+            };
+            return Err(anyhow!(mismatch).into());
+        }
+        let unpacked = unpacked.context("cannot unpack the layer")?;
+        drained.context("cannot read the layer")?;
+        tee.copy.flush().context("cannot write the layer blob")?;
+        drop(tee.copy);
+        file.sync_data().context("cannot write the layer blob")?;
+        Ok(StagedLayer {
+            digest: actual,
+            size: tee.count,
+            diff_id: unpacked.diff_id,
+            unpacked_size: unpacked.size,
+            scratch,
+        })
+    }
+
+    /// Makes a pulled image visible: layers, blobs, documents, config, meta, tag.
+    pub fn commit_pull(&self, pull: PullCommit<'_>) -> Result<Committed, StoreError> {
+        let id = Digest::of(pull.config);
+        let _lock = self.lock()?;
+        let mut index = self.registry_index()?;
+        let mut size = 0;
+        let source = pull.reference.name();
+        for layer in &pull.layers {
+            let dir = self.layer_dir(&layer.diff_id);
+            match &layer.staged {
+                Some(staged) if !dir.exists() => {
+                    layer::move_into_place(&staged.layer_dir(), &dir)
+                        .with_context(|| format!("cannot move the layer into {}", dir.display()))?;
+                    size += staged.unpacked_size;
+                }
+                _ => size += dir_size(&dir).unwrap_or(0),
+            }
+            if let Some(staged) = &layer.staged {
+                let blob = self.blob(staged.digest.hex());
+                if !blob.exists() {
+                    fs::rename(staged.blob_path(), &blob)
+                        .with_context(|| format!("cannot move the blob into {}", blob.display()))?;
+                }
+            }
+            let entry = index
+                .layers
+                .entry(layer.diff_id.hex().to_string())
+                .or_insert_with(|| layer.blob.clone());
+            if !entry.sources.contains(&source) {
+                entry.sources.push(source.clone());
+            }
+        }
+        for (digest, bytes) in &pull.documents {
+            write_new(&self.blob(digest.hex()), bytes)?;
+        }
+        write_new(&self.blob(id.hex()), pull.config)?;
+        let meta = self.meta(id.hex());
+        Meta { size }
+            .save(&meta)
+            .with_context(|| format!("cannot write {}", meta.display()))?;
+        index
+            .manifests
+            .insert(id.hex().into(), pull.manifest.to_string());
+        index.repo_digests.insert(
+            format!("{}@{}", pull.reference.familiar_name(), pull.repo_digest),
+            id.hex().into(),
+        );
+        self.save_registry_index(&index)?;
+        let mut tags = self.tags()?;
+        let mut changed = true;
+        if pull.reference.tag().is_some() && pull.reference.digest().is_none() {
+            let key = pull.reference.familiar();
+            changed = tags.set(&key, id.hex()).as_deref() != Some(id.hex());
+            self.save_tags(&tags)?;
+        }
+        let image = self.load(id.hex(), &tags)?;
+        Ok(Committed { image, changed })
+    }
+
+    /// Repository digests (`NAME@sha256:...`) by image id.
+    pub fn repo_digests(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+        let _lock = self.lock_shared()?;
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, id) in self.registry_index()?.repo_digests {
+            out.entry(id).or_default().push(name);
+        }
+        Ok(out)
+    }
+
+    /// The image a `NAME@sha256:...` reference was pulled as, if it exists.
+    pub(super) fn find_by_repo_digest(&self, reference: &Reference) -> Option<String> {
+        let digest = reference.digest()?;
+        let key = format!("{}@{digest}", reference.familiar_name());
+        let index = self.registry_index().ok()?;
+        let id = index.repo_digests.get(&key)?;
+        self.meta(id).exists().then(|| id.clone())
+    }
+
+    /// The config blob of an image, as stored (its sha256 is the id).
+    pub fn config_bytes(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        self.read_config(id)?;
+        let path = self.blob(id);
+        fs::read(&path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .map_err(StoreError::from)
+    }
+
+    /// The manifest an image was pulled with, if the store has it.
+    pub fn pulled_manifest(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _lock = self.lock_shared()?;
+        let index = self.registry_index()?;
+        let Some(digest) = index.manifests.get(id) else {
+            return Ok(None);
+        };
+        let Ok(digest) = digest.parse::<Digest>() else {
+            return Ok(None);
+        };
+        let bytes = fs::read(self.blob(digest.hex())).ok();
+        Ok(bytes.filter(|b| Digest::of(b) == digest))
+    }
+
+    /// The path of a blob, if the store holds it.
+    pub fn blob_file(&self, digest: &Digest) -> Option<PathBuf> {
+        let path = self.blob(digest.hex());
+        path.is_file().then_some(path)
+    }
+
+    /// The compressed blob for a layer: the one it was pulled or pushed as,
+    /// or a new gzip of its folder (deterministic, so the same every time).
+    pub fn layer_blob(&self, diff_id: &Digest) -> Result<LayerBlob, StoreError> {
+        {
+            let _lock = self.lock_shared()?;
+            if let Some(known) = self.registry_index()?.layers.get(diff_id.hex())
+                && let Ok(d) = known.digest.parse::<Digest>()
+                && self.blob(d.hex()).is_file()
+            {
+                return Ok(known.clone());
+            }
+        }
+        let dir = self.layer_dir(diff_id);
+        let scratch =
+            Scratch::create(&self.tmp, "pack").context("cannot create a scratch folder")?;
+        let path = scratch.path().join("blob");
+        let file =
+            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let compressed = HashWriter {
+            inner: BufWriter::new(file),
+            hasher: Sha256::new(),
+            count: 0,
+        };
+        let gz = flate2::write::GzEncoder::new(compressed, flate2::Compression::default());
+        let mut tar = HashWriter {
+            inner: gz,
+            hasher: Sha256::new(),
+            count: 0,
+        };
+        pack::pack(&dir, &mut tar)
+            .with_context(|| format!("cannot pack layer {}", dir.display()))?;
+        let mut compressed = tar.inner.finish().context("cannot compress the layer")?;
+        compressed.flush().context("cannot write the layer blob")?;
+        let blob = LayerBlob {
+            digest: Digest::from_hasher(compressed.hasher).to_string(),
+            size: compressed.count,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            diff_id: Digest::from_hasher(tar.hasher).to_string(),
+            sources: Vec::new(),
+        };
+        let digest: Digest = blob.digest.parse().map_err(|e| anyhow!("{e}"))?;
+        let _lock = self.lock()?;
+        let target = self.blob(digest.hex());
+        if !target.exists() {
+            fs::rename(&path, &target)
+                .with_context(|| format!("cannot move the blob into {}", target.display()))?;
+        }
+        let mut index = self.registry_index()?;
+        index.layers.insert(diff_id.hex().into(), blob.clone());
+        self.save_registry_index(&index)?;
+        Ok(blob)
+    }
+
+    /// Records a push: the blobs `name` now holds and its repository digest.
+    pub fn record_push(
+        &self,
+        reference: &Reference,
+        id: &str,
+        manifest: &Digest,
+        layers: &[Digest],
+    ) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        let mut index = self.registry_index()?;
+        let name = reference.name();
+        for diff_id in layers {
+            if let Some(blob) = index.layers.get_mut(diff_id.hex())
+                && !blob.sources.contains(&name)
+            {
+                blob.sources.push(name.clone());
+            }
+        }
+        index.repo_digests.insert(
+            format!("{}@{manifest}", reference.familiar_name()),
+            id.to_string(),
+        );
+        self.save_registry_index(&index)
+    }
+
+    fn registry_index(&self) -> Result<RegistryIndex, StoreError> {
+        let path = self.root.join("registry.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("cannot parse {}", path.display()))
+                .map_err(StoreError::from),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(RegistryIndex::default()),
+            Err(e) => Err(anyhow!(e)
+                .context(format!("cannot read {}", path.display()))
+                .into()),
+        }
+    }
+
+    fn save_registry_index(&self, index: &RegistryIndex) -> Result<(), StoreError> {
+        let path = self.root.join("registry.json");
+        let json = serde_json::to_vec_pretty(index).context("cannot encode the registry index")?;
+        write_atomic(&path, &json)
+            .with_context(|| format!("cannot write {}", path.display()))
+            .map_err(StoreError::from)
+    }
+}
+
+/// Bytes of regular file content under `dir`, as unpacking counts them.
+fn dir_size(dir: &Path) -> io::Result<u64> {
+    let mut total = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            total += dir_size(&entry.path())?;
+        } else if kind.is_file() {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
