@@ -29,7 +29,7 @@ use nix::unistd::Pid;
 
 use crate::paths::Dirs;
 use crate::sandbox::idmap::{self, HostIds};
-use crate::store::{Image, Store};
+use crate::store::{Image, Store, StoreError};
 use options::{Network, ResolvedUser};
 use record::{Record, RunConfig, Status};
 
@@ -69,6 +69,24 @@ pub fn host_ids() -> HostIds {
     idmap::detect(uid.as_raw(), nix::unistd::getgid().as_raw(), &name)
 }
 
+/// The image `name` names, pulled first when it is a reference the store
+/// lacks, as `docker run` does (progress on stderr).
+fn resolve_or_pull(dirs: &Dirs, name: &str) -> Result<Image> {
+    let reference = match Store::open(dirs)?.resolve(name) {
+        Err(StoreError::NotFound(n)) => match name.parse::<crate::image::Reference>() {
+            Ok(reference) => reference,
+            Err(_) => return Err(StoreError::NotFound(n).into()),
+        },
+        other => return Ok(other?),
+    };
+    eprintln!("Unable to find image '{}' locally", reference.familiar());
+    let opts = crate::registry::PullOptions {
+        output: crate::registry::Output::Stderr,
+        ..Default::default()
+    };
+    crate::registry::pull(dirs, name, &opts)
+}
+
 /// Creates a container and returns its record.
 pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
@@ -85,7 +103,7 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
         names::validate(n).map_err(|e| anyhow!(e))?;
     }
     let requested_driver = rootfs::Driver::parse(&req.storage_driver)?;
-    let image = Store::open(dirs)?.resolve(&req.image)?;
+    let image = resolve_or_pull(dirs, &req.image)?;
     let cfg = image.config.config().clone().unwrap_or_default();
 
     let command = command_line(req, &cfg)?;
