@@ -46,6 +46,8 @@ if [[ ${CI:-} == true ]]; then
     locked=(--locked)
 fi
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# The integration tests mostly wait on containers: run more of them at once than cores.
+export RUST_TEST_THREADS=${RUST_TEST_THREADS:-4}
 
 failed=()
 step() {

@@ -128,6 +128,7 @@ fn shared() -> &'static Shared {
         } else {
             built
         };
+        register_base_cleanup();
         Shared {
             base,
             bin,
@@ -137,6 +138,22 @@ fn shared() -> &'static Shared {
             users: Mutex::new(HashMap::new()),
         }
     })
+}
+
+/// Removes this process's base folder (the binary copy, the tarball) when the
+/// test binary exits, unless tests' folders are to be kept.
+fn register_base_cleanup() {
+    extern "C" fn remove_base() {
+        if std::env::var(KEEP_VAR).is_ok_and(|v| v == "1") {
+            return;
+        }
+        let _ = fs::remove_dir_all(format!("/tmp/bt-{}", std::process::id()));
+    }
+    // SAFETY: `remove_base` is a plain function that touches no state which
+    // could already be torn down at exit (it formats a path and removes it).
+    unsafe {
+        libc::atexit(remove_base);
+    }
 }
 
 /// Removes /tmp/bt-PID folders of earlier test runs whose process is gone.
