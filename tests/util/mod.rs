@@ -170,9 +170,8 @@ fn remove_stale_bases() {
         else {
             continue;
         };
-        let mine = e
-            .metadata()
-            .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw());
+        let euid = nix::unistd::geteuid();
+        let mine = euid.is_root() || e.metadata().is_ok_and(|m| m.uid() == euid.as_raw());
         if mine && !Path::new(&format!("/proc/{pid}")).exists() {
             remove_tree(&e.path(), None);
         }
