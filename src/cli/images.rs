@@ -105,12 +105,17 @@ pub fn import(dirs: &Dirs, a: ImportArgs) -> Result<i32> {
 
 pub fn images(dirs: &Dirs, a: ImagesArgs) -> Result<i32> {
     let filter = a.repository.as_deref().map(RepoFilter::parse).transpose()?;
-    let images = Store::open(dirs)?.list()?;
-    let rows: Vec<Row> = images
+    let store = Store::open(dirs)?;
+    let images = store.list()?;
+    let digests = store.repo_digests()?;
+    let mut rows: Vec<Row> = images
         .iter()
         .flat_map(Row::for_image)
         .filter(|r| filter.as_ref().is_none_or(|f| f.matches(r)))
         .collect();
+    for row in &mut rows {
+        row.digest = repo_digest(&digests, &row.image.id, &row.repository);
+    }
     if a.quiet {
         print_ids(&rows, a.no_trunc);
         return Ok(0);
@@ -186,6 +191,18 @@ struct Row<'a> {
     image: &'a Image,
     repository: String,
     tag: String,
+    /// The registry's manifest digest for this repository, or `<none>`.
+    digest: String,
+}
+
+/// The digest `repository` has for `id` (from a pull or a push), if any.
+fn repo_digest(digests: &BTreeMap<String, Vec<String>>, id: &str, repository: &str) -> String {
+    digests
+        .get(id)
+        .into_iter()
+        .flatten()
+        .find_map(|d| d.split_once('@').filter(|(name, _)| *name == repository))
+        .map_or_else(|| "<none>".into(), |(_, digest)| digest.to_string())
 }
 
 impl<'a> Row<'a> {
@@ -195,6 +212,7 @@ impl<'a> Row<'a> {
                 image,
                 repository: "<none>".into(),
                 tag: "<none>".into(),
+                digest: "<none>".into(),
             }];
         }
         image
@@ -207,6 +225,7 @@ impl<'a> Row<'a> {
                     image,
                     repository: repository.into(),
                     tag: tag.into(),
+                    digest: "<none>".into(),
                 }
             })
             .collect()
@@ -227,7 +246,7 @@ impl<'a> Row<'a> {
             ("Containers", "N/A".into()),
             ("CreatedAt", docker_time(&self.image.created)),
             ("CreatedSince", timefmt::ago(&self.image.created)),
-            ("Digest", "<none>".into()),
+            ("Digest", self.digest.clone()),
             ("ID", self.id(no_trunc)),
             ("Repository", self.repository.clone()),
             ("SharedSize", "N/A".into()),
@@ -252,7 +271,7 @@ fn table(rows: &[Row<'_>], digests: bool, no_trunc: bool) -> String {
             let mut cells = vec![r.repository.clone(), r.tag.clone()];
             if digests {
                 // Imported images have no registry digest.
-                cells.push("<none>".into());
+                cells.push(r.digest.clone());
             }
             cells.push(r.id(no_trunc));
             cells.push(timefmt::ago(&r.image.created));
