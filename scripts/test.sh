@@ -17,6 +17,9 @@
 #                            skipped fails instead
 #   BURROW_TEST_MUST_RUN=1   the same, by hand
 #   BURROW_TEST_KEEP=1       keep each test's folder (under /tmp/bt-PID/)
+#   BURROW_TEST_USER, BURROW_TEST_NOSUB_USER
+#                            other users for the tests to run burrow as (root only)
+#   RUST_TEST_THREADS        tests at once (default 4: they mostly wait)
 #   SKIP_LINT=1              skip `cargo fmt --check` and clippy
 set -euo pipefail
 cd "$(dirname "$0")/.."
