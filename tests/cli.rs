@@ -19,6 +19,8 @@ mod logs;
 mod misc;
 #[path = "cli/ps.rs"]
 mod ps;
+#[path = "cli/registry.rs"]
+mod registry;
 #[path = "cli/run.rs"]
 mod run;
 #[path = "cli/security.rs"]

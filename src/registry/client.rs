@@ -107,7 +107,9 @@ impl Client {
         match self.challenge()? {
             None => Ok(()),
             Some(Challenge::Basic) => {
-                let resp = self.raw(Method::GET, &self.url("/v2/"), None, &[], Body::Empty)?;
+                let basic = self.creds.as_ref().map(Credentials::basic);
+                let url = self.url("/v2/");
+                let resp = self.raw(Method::GET, &url, basic.as_deref(), &[], Body::Empty)?;
                 match resp.status() {
                     s if s.is_success() => Ok(()),
                     StatusCode::UNAUTHORIZED => Err(self.unauthorized(&self.registry, "")),

@@ -1,0 +1,569 @@
+//! `pull`, `push`, `login`, `logout`, `search` and `run`'s implicit pull,
+//! against a real registry: Debian's `docker-registry` (the CNCF
+//! distribution server), started per test on a free 127.0.0.1 port with its
+//! own config, storage folder and an empty environment (any `REGISTRY_*`
+//! variable would override the config). Images reach it through `skopeo`, a
+//! client no one here wrote, as well as through `burrow push`.
+//!
+//! Without `docker-registry` or `skopeo` the tests print `skipped: <reason>`,
+//! unless `BURROW_TEST_MUST_RUN=1`, under which they fail.
+
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::util::{Env, busybox_tar, must_run};
+
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Prints the reason and returns `None`, or panics under BURROW_TEST_MUST_RUN=1.
+fn skip<T>(reason: &str) -> Option<T> {
+    if must_run() {
+        panic!("cannot run here: {reason} (BURROW_TEST_MUST_RUN=1 forbids skipping)");
+    }
+    let name = thread::current().name().unwrap_or("unnamed").to_string();
+    let _ = writeln!(std::io::stderr(), "skipped: {name}: {reason}");
+    None
+}
+
+fn have(program: &str) -> bool {
+    PATH.split(':')
+        .any(|d| Path::new(d).join(program).is_file())
+}
+
+/// A running `docker-registry`, stopped and removed on drop.
+struct Registry {
+    child: Child,
+    dir: PathBuf,
+    /// `127.0.0.1:PORT`.
+    host: String,
+}
+
+impl Registry {
+    /// Starts a registry; `users` turns on htpasswd (bcrypt) Basic auth.
+    fn start(users: &[(&str, &str)]) -> Option<Registry> {
+        for tool in ["docker-registry", "skopeo"] {
+            if !have(tool) {
+                return skip(&format!(
+                    "{tool} is not installed (apt-get install docker-registry skopeo)"
+                ));
+            }
+        }
+        if !users.is_empty() && !have("htpasswd") {
+            return skip("htpasswd is not installed (apt-get install apache2-utils)");
+        }
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "burrow-registry-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("storage")).unwrap();
+        let mut auth = String::new();
+        if !users.is_empty() {
+            let mut lines = String::new();
+            for (user, password) in users {
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", user, password])
+                    .output()
+                    .expect("run htpasswd");
+                assert!(out.status.success(), "htpasswd failed");
+                lines.push_str(String::from_utf8_lossy(&out.stdout).trim());
+                lines.push('\n');
+            }
+            fs::write(dir.join("htpasswd"), lines).unwrap();
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: burrow-test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            );
+        }
+        // Ask the kernel for a free port, then hand it to the registry.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let host = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{auth}",
+            dir.join("storage").display()
+        );
+        fs::write(dir.join("config.yml"), config).unwrap();
+        let log = fs::File::create(dir.join("log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .env_clear()
+            .env("PATH", PATH)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        let registry = Registry { child, dir, host };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&registry.host).is_err() {
+            if Instant::now() > deadline {
+                panic!(
+                    "docker-registry did not listen on {} within 10 s; its log:\n{}",
+                    registry.host,
+                    fs::read_to_string(registry.dir.join("log")).unwrap_or_default()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Some(registry)
+    }
+
+    /// `HOST/NAME`.
+    fn name(&self, name: &str) -> String {
+        format!("{}/{name}", self.host)
+    }
+
+    /// `skopeo copy` from an OCI layout to `HOST/NAME`, copying every platform.
+    fn skopeo_push(&self, layout: &Path, name: &str, creds: Option<&str>) {
+        let mut cmd = Command::new("skopeo");
+        cmd.args([
+            "--insecure-policy",
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+        ]);
+        if let Some(c) = creds {
+            cmd.args(["--dest-creds", c]);
+        }
+        cmd.arg(format!("oci:{}:latest", layout.display()))
+            .arg(format!("docker://{}", self.name(name)));
+        run_ok(cmd);
+    }
+
+    /// The registry's copy of a blob.
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[track_caller]
+fn run_ok(mut cmd: Command) -> String {
+    let out = cmd.output().expect("start a helper program");
+    assert!(
+        out.status.success(),
+        "{:?} failed:\n{}{}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// An OCI image layout holding the busybox rootfs as one gzip layer, with
+/// one manifest per architecture (an index when there are several).
+struct Layout {
+    dir: tempfile::TempDir,
+    layer_digest: String,
+}
+
+impl Layout {
+    fn busybox(architectures: &[&str]) -> Option<Layout> {
+        let tar = match busybox_tar() {
+            Ok(t) => fs::read(t).unwrap(),
+            Err(reason) => return skip(&reason),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs/sha256");
+        fs::create_dir_all(&blobs).unwrap();
+        let put = |bytes: &[u8]| {
+            let digest = sha256(bytes);
+            fs::write(blobs.join(&digest[7..]), bytes).unwrap();
+            serde_json::json!({"digest": digest, "size": bytes.len()})
+        };
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let layer = put(&gz.finish().unwrap());
+        let diff_id = sha256(&tar);
+        let mut manifests = Vec::new();
+        for arch in architectures {
+            let config = serde_json::json!({
+                "architecture": arch, "os": "linux",
+                "config": {"Cmd": ["/bin/sh"], "Env": [format!("ARCH={arch}")]},
+                "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            });
+            let config = put(config.to_string().as_bytes());
+            let manifest = serde_json::json!({
+                "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": config["digest"], "size": config["size"]},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                            "digest": layer["digest"], "size": layer["size"]}],
+            });
+            let m = put(manifest.to_string().as_bytes());
+            manifests.push(serde_json::json!({
+                "mediaType": OCI_MANIFEST, "digest": m["digest"], "size": m["size"],
+                "platform": {"architecture": arch, "os": "linux"},
+            }));
+        }
+        let top = if manifests.len() == 1 {
+            manifests.remove(0)
+        } else {
+            let index = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+            let i = put(index.to_string().as_bytes());
+            serde_json::json!({"mediaType": OCI_INDEX, "digest": i["digest"], "size": i["size"]})
+        };
+        let mut top = top;
+        top["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "latest"});
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [top]});
+        fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
+        fs::write(
+            dir.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        Some(Layout {
+            layer_digest: layer["digest"].as_str().unwrap().to_string(),
+            dir,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The `Digest: sha256:...` line of a pull.
+fn printed_digest(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Digest: "))
+        .unwrap_or_else(|| panic!("no Digest: line in\n{stdout}"))
+        .trim()
+        .to_string()
+}
+
+/// Files and folders directly inside `dir` (none when it does not exist).
+fn entries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn pull_what_skopeo_pushed_then_run_it() {
+    let Some(reg) = Registry::start(&[]) else {
+        return;
+    };
+    let Some(layout) = Layout::busybox(&["amd64"]) else {
+        return;
+    };
+    reg.skopeo_push(layout.path(), "library/busybox:1", None);
+    let env = setup!(Env::empty());
+    let reference = reg.name("library/busybox:1");
+
+    let out = env.burrow(["pull", &reference]).success();
+    let short = &layout.layer_digest[7..19];
+    assert!(
+        out.stdout.contains(&format!("{short}: Pull complete")),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("Status: Downloaded newer image for {reference}")),
+        "{}",
+        out.describe()
+    );
+    let digest = printed_digest(&out.stdout);
+    assert_eq!(out.lines().last().copied(), Some(reference.as_str()));
+
+    let again = env.burrow(["pull", &reference]).success();
+    assert!(
+        again.stdout.contains(&format!("{short}: Already exists"))
+            && again.stdout.contains("Status: Image is up to date"),
+        "{}",
+        again.describe()
+    );
+    let quiet = env.burrow(["pull", "-q", &reference]).success();
+    assert_eq!(quiet.lines(), vec![reference.as_str()]);
+
+    let images = env.ok(["images", "--digests"]);
+    assert!(images.contains(&digest), "{images}");
+    let by_digest = format!("{}@{digest}", reg.name("library/busybox"));
+    let out = env
+        .burrow(["run", "--rm", &by_digest, "echo", "pulled-and-ran"])
+        .success();
+    assert_eq!(out.stdout.trim(), "pulled-and-ran");
+    // The same layer, already unpacked, serves a second repository.
+    reg.skopeo_push(layout.path(), "other/box:2", None);
+    let out = env
+        .burrow([
+            "run",
+            "--rm",
+            &reg.name("other/box:2"),
+            "sh",
+            "-c",
+            "echo $ARCH",
+        ])
+        .success();
+    assert_eq!(out.stdout.trim(), "amd64");
+    assert!(
+        out.stderr.contains(&format!(
+            "Unable to find image '{}' locally",
+            reg.name("other/box:2")
+        )) && out.stderr.contains("Already exists"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn push_round_trips_through_skopeo_and_back() {
+    let Some(reg) = Registry::start(&[]) else {
+        return;
+    };
+    let env = setup!(Env::new());
+    let target = reg.name("team/app:1");
+    env.ok(["tag", "busybox", &target]);
+    let out = env.burrow(["push", &target]).success();
+    assert!(out.stdout.contains(": Pushed"), "{}", out.describe());
+    let line = out
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("1: digest: "))
+        .unwrap_or_else(|| panic!("no digest line\n{}", out.describe()))
+        .to_string();
+    let digest = line.split_whitespace().nth(2).unwrap().to_string();
+
+    // A second push finds the blobs; a push to another repository mounts them.
+    let again = env.burrow(["push", &target]).success();
+    assert!(
+        again.stdout.contains("Layer already exists") && again.stdout.contains(&digest),
+        "{}",
+        again.describe()
+    );
+    let other = reg.name("team/copy:1");
+    env.ok(["tag", "busybox", &other]);
+    let mounted = env.burrow(["push", &other]).success();
+    assert!(
+        mounted.stdout.contains("Mounted from team/app"),
+        "{}",
+        mounted.describe()
+    );
+
+    // skopeo reads what burrow pushed and checks every digest while copying.
+    let inspect = run_ok({
+        let mut c = Command::new("skopeo");
+        c.args(["inspect", "--tls-verify=false"])
+            .arg(format!("docker://{target}"));
+        c
+    });
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(v["Digest"], digest.as_str(), "{inspect}");
+    let copy = tempfile::tempdir().unwrap();
+    run_ok({
+        let mut c = Command::new("skopeo");
+        c.args(["--insecure-policy", "copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{target}"))
+            .arg(format!("oci:{}:x", copy.path().display()));
+        c
+    });
+
+    // A fresh store pulls it back and runs it.
+    let fresh = setup!(Env::empty());
+    let out = fresh
+        .burrow(["run", "--rm", &target, "cat", "/etc/group"])
+        .success();
+    assert!(out.stdout.contains("root:x:0:"), "{}", out.describe());
+}
+
+#[test]
+fn corrupt_blob_fails_the_pull_and_leaves_no_trace() {
+    let Some(reg) = Registry::start(&[]) else {
+        return;
+    };
+    let Some(layout) = Layout::busybox(&["amd64"]) else {
+        return;
+    };
+    reg.skopeo_push(layout.path(), "bad:1", None);
+    let blob = reg.blob_path(&layout.layer_digest);
+    let mut bytes = fs::read(&blob).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 64] {
+        *b ^= 0xff;
+    }
+    fs::write(&blob, bytes).unwrap();
+
+    let env = setup!(Env::empty());
+    let out = env.burrow(["pull", &reg.name("bad:1")]).burrow_error();
+    assert!(
+        out.stderr.contains("digest mismatch") && out.stderr.contains(&reg.name("bad:1")),
+        "{}",
+        out.describe()
+    );
+    let images = env.data_dir().join("images");
+    assert_eq!(entries(&images.join("layers")), Vec::<String>::new());
+    assert_eq!(entries(&images.join("meta")), Vec::<String>::new());
+    assert_eq!(entries(&images.join("blobs/sha256")), Vec::<String>::new());
+    let scratch: Vec<String> = entries(&env.data_dir().join("tmp"))
+        .into_iter()
+        .filter(|n| n.starts_with("image-"))
+        .collect();
+    assert_eq!(scratch, Vec::<String>::new());
+    assert!(env.ok(["images", "-q"]).trim().is_empty());
+}
+
+#[test]
+fn unknown_tags_and_unreachable_registries_are_clear_errors() {
+    let Some(reg) = Registry::start(&[]) else {
+        return;
+    };
+    let env = setup!(Env::empty());
+    let out = env
+        .burrow(["pull", &reg.name("nothing:here")])
+        .burrow_error();
+    assert!(
+        out.stderr.contains(&format!(
+            "{} not found: manifest unknown",
+            reg.name("nothing:here")
+        )),
+        "{}",
+        out.describe()
+    );
+    // A port nothing listens on: bind one, note it, close it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = env
+        .burrow(["pull", &format!("127.0.0.1:{port}/x:1")])
+        .burrow_error();
+    assert!(
+        out.stderr
+            .contains(&format!("cannot reach registry 127.0.0.1:{port}")),
+        "{}",
+        out.describe()
+    );
+    let out = env
+        .burrow(["pull", "--platform", "linux", &reg.name("x:1")])
+        .burrow_error();
+    assert!(
+        out.stderr.contains("invalid platform"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn platform_is_chosen_from_an_index() {
+    let Some(reg) = Registry::start(&[]) else {
+        return;
+    };
+    let Some(layout) = Layout::busybox(&["amd64", "arm64"]) else {
+        return;
+    };
+    reg.skopeo_push(layout.path(), "multi:1", None);
+    let env = setup!(Env::empty());
+    let reference = reg.name("multi:1");
+    env.burrow(["pull", "--platform", "linux/arm64", &reference])
+        .success();
+    let arm = env.ok(["images", "-q"]);
+    env.burrow(["pull", "--platform", "linux/amd64", &reference])
+        .success();
+    let both = env.ok(["images", "-q"]);
+    assert_eq!(both.lines().count(), 2, "{both}");
+    assert!(both.contains(arm.trim()));
+    let out = env
+        .burrow(["pull", "--platform", "linux/s390x", &reference])
+        .burrow_error();
+    assert!(
+        out.stderr.contains("no image for platform linux/s390x")
+            && out.stderr.contains("linux/amd64, linux/arm64"),
+        "{}",
+        out.describe()
+    );
+    let search = env.ok(["search", &reg.name("mul")]);
+    assert!(search.starts_with("NAME"), "{search}");
+    assert!(search.contains(&reg.name("multi")), "{search}");
+}
+
+#[test]
+fn basic_auth_needs_login() {
+    let Some(reg) = Registry::start(&[("burrow", "s3cret")]) else {
+        return;
+    };
+    let Some(layout) = Layout::busybox(&["amd64"]) else {
+        return;
+    };
+    reg.skopeo_push(layout.path(), "private:1", Some("burrow:s3cret"));
+    let env = setup!(Env::empty());
+    let reference = reg.name("private:1");
+
+    let out = env.burrow(["pull", &reference]).burrow_error();
+    assert!(
+        out.stderr.contains("unauthorized") && out.stderr.contains("burrow login"),
+        "{}",
+        out.describe()
+    );
+    let out = env
+        .burrow_with_stdin(
+            ["login", &reg.host, "-u", "burrow", "--password-stdin"],
+            b"wrong\n",
+        )
+        .burrow_error();
+    assert!(
+        out.stderr.contains("incorrect username or password"),
+        "{}",
+        out.describe()
+    );
+    let out = env
+        .burrow_with_stdin(
+            ["login", &reg.host, "-u", "burrow", "--password-stdin"],
+            b"s3cret\n",
+        )
+        .success();
+    assert!(out.stdout.contains("Login Succeeded"), "{}", out.describe());
+    let auth = fs::read_to_string(env.home().join(".config/burrow/auth.json")).unwrap();
+    assert!(auth.contains(&reg.host), "{auth}");
+
+    env.burrow(["pull", &reference]).success();
+    env.ok(["tag", &reference, &reg.name("private:2")]);
+    env.burrow(["push", &reg.name("private:2")]).success();
+
+    let out = env.burrow(["logout", &reg.host]).success();
+    assert!(
+        out.stdout.contains("Removing login credentials"),
+        "{}",
+        out.describe()
+    );
+    env.burrow(["pull", &reg.name("private:2")]).burrow_error();
+}
