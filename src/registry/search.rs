@@ -51,6 +51,8 @@ fn split(term: &str) -> (&str, &str) {
         {
             (first, rest)
         }
+        // `127.0.0.1:5000` alone: everything on that registry.
+        None if term.contains(':') || term == "localhost" => (term, ""),
         _ => (DEFAULT_DOMAIN, term),
     }
 }
@@ -103,5 +105,6 @@ mod tests {
         assert_eq!(split("nginx"), ("docker.io", "nginx"));
         assert_eq!(split("user/app"), ("docker.io", "user/app"));
         assert_eq!(split("127.0.0.1:5000/"), ("127.0.0.1:5000", ""));
+        assert_eq!(split("127.0.0.1:5000"), ("127.0.0.1:5000", ""));
     }
 }
