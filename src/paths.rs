@@ -89,13 +89,13 @@ fn default_runtime_dir() -> Result<PathBuf> {
     let uid = nix::unistd::getuid().as_raw();
     let dir = PathBuf::from(format!("/tmp/burrow-run-{uid}"));
     // /tmp is shared: refuse a folder someone else planted for us.
-    if let Ok(meta) = fs::symlink_metadata(&dir) {
-        if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
-            bail!(
-                "runtime folder {} is not a private folder owned by uid {uid}; remove it or set XDG_RUNTIME_DIR",
-                dir.display()
-            );
-        }
+    if let Ok(meta) = fs::symlink_metadata(&dir)
+        && (!meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0)
+    {
+        bail!(
+            "runtime folder {} is not a private folder owned by uid {uid}; remove it or set XDG_RUNTIME_DIR",
+            dir.display()
+        );
     }
     Ok(dir)
 }

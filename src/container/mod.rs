@@ -357,10 +357,11 @@ pub fn list_records(dirs: &Dirs) -> Result<Vec<Record>> {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.len() == 64 && record::is_container_dir(&entry.path()) {
-            if let Ok(r) = record::load_record(dirs, &name) {
-                out.push(r);
-            }
+        if name.len() == 64
+            && record::is_container_dir(&entry.path())
+            && let Ok(r) = record::load_record(dirs, &name)
+        {
+            out.push(r);
         }
     }
     out.sort_by(|a, b| b.created.cmp(&a.created));

@@ -160,10 +160,10 @@ pub fn parse_user(s: &str) -> Result<UserSpec, OptionError> {
     if !valid(u) {
         return Err(err("expected UID[:GID] or NAME[:GROUP]"));
     }
-    if let Some(g) = g {
-        if !valid(g) {
-            return Err(err("expected UID[:GID] or NAME[:GROUP]"));
-        }
+    if let Some(g) = g
+        && !valid(g)
+    {
+        return Err(err("expected UID[:GID] or NAME[:GROUP]"));
     }
     Ok(UserSpec {
         user: IdOrName::parse(u),

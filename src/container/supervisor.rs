@@ -180,10 +180,11 @@ fn supervise(
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
 
     let (stdio, pipes) = make_stdio(log, interactive)?;
-    let pid = match sandbox::spawn(plan, stdio) {
-        Ok(pid) => pid,
+    let spawned = match sandbox::spawn(plan, stdio) {
+        Ok(s) => s,
         Err(e) => return Err(fail_start(dirs, &mut rec, e, ready)),
     };
+    let pid = spawned.pid;
     rt.pid = pid.as_raw();
     record::save_runtime(dirs, id, &rt)?;
     if let Some(tx) = ready {

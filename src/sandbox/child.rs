@@ -20,7 +20,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
 use nix::unistd::{Gid, Uid, chdir, execve, sethostname, setresgid, setresuid, setsid};
 
-use super::plan::{Plan, ProcessPlan, set_name};
+use super::plan::{Plan, ProcessPlan, TapPlan, set_name};
 use super::sys::{self, Forked};
 use super::{SandboxError, Stdio, init, mounts};
 
@@ -30,9 +30,15 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 
 /// Runs the recipe; never returns. `maps_done` is read until the parent has
 /// written the id maps; `report` carries an error back.
-pub fn run(plan: &Plan, stdio: Stdio, maps_done: OwnedFd, report: OwnedFd) -> ! {
+pub fn run(
+    plan: &Plan,
+    stdio: Stdio,
+    maps_done: OwnedFd,
+    report: OwnedFd,
+    tap_tx: Option<OwnedFd>,
+) -> ! {
     let mut report = Some(report);
-    let err = match setup(plan, stdio, maps_done, &mut report) {
+    let err = match setup(plan, stdio, maps_done, &mut report, tap_tx) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -51,6 +57,7 @@ fn setup(
     stdio: Stdio,
     maps_done: OwnedFd,
     report: &mut Option<OwnedFd>,
+    tap_tx: Option<OwnedFd>,
 ) -> Result<Infallible, SandboxError> {
     let setup_err = |step: &str| {
         let step = step.to_string();
@@ -80,6 +87,10 @@ fn setup(
         source,
     })?;
     wait_for_maps(maps_done)?;
+    // The TAP device is made before pivot_root: /dev/net/tun is the host's.
+    if let (Some(tap), Some(tx)) = (&plan.tap, tap_tx) {
+        make_tap(tap, tx)?;
+    }
 
     mounts::prepare_root(&plan.rootfs)?;
     for op in &plan.mounts {
@@ -96,10 +107,10 @@ fn setup(
     if plan.readonly_root {
         mounts::readonly_root()?;
     }
-    if let Some(name) = &plan.hostname {
-        if plan.namespaces.contains(CloneFlags::CLONE_NEWUTS) {
-            sethostname(name).map_err(setup_err("set the hostname"))?;
-        }
+    if let Some(name) = &plan.hostname
+        && plan.namespaces.contains(CloneFlags::CLONE_NEWUTS)
+    {
+        sethostname(name).map_err(setup_err("set the hostname"))?;
     }
     if plan.namespaces.contains(CloneFlags::CLONE_NEWNET) {
         loopback_up()?;
@@ -147,6 +158,28 @@ fn take_stdio(stdio: Stdio) -> nix::Result<()> {
     nix::unistd::dup2_stdout(stdio.stdout.as_fd())?;
     nix::unistd::dup2_stderr(stdio.stderr.as_fd())?;
     Ok(())
+}
+
+/// Creates and configures the TAP device and hands its descriptor to the
+/// supervisor, which runs the userspace network on it.
+fn make_tap(tap: &TapPlan, tx: OwnedFd) -> Result<(), SandboxError> {
+    let step = |what: &str| {
+        let what = format!("{what} {}", tap.name);
+        move |source: std::io::Error| SandboxError::Setup { step: what, source }
+    };
+    let fd = sys::open_tap(&tap.name).map_err(step("create TAP device"))?;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| step("open a socket to configure")(e.into()))?;
+    sys::configure_interface(sock.as_fd(), &tap.name, tap.address, tap.netmask(), tap.mtu)
+        .map_err(step("configure"))?;
+    sys::set_link_up(sock.as_fd(), &tap.name).map_err(step("bring up"))?;
+    sys::add_default_route(sock.as_fd(), tap.gateway).map_err(step("add the default route via"))?;
+    super::fdpass::send(&tx, fd.as_fd()).map_err(step("hand over"))
 }
 
 fn loopback_up() -> Result<(), SandboxError> {

@@ -13,6 +13,7 @@
 //! a bundle folder and three stdio descriptors, and returns a pid.
 
 mod child;
+mod fdpass;
 pub mod idmap;
 mod init;
 mod mounts;
@@ -64,12 +65,21 @@ pub struct Stdio {
     pub stderr: OwnedFd,
 }
 
-/// Starts the container the plan describes and returns the host pid of its
-/// first process (the init, or the command itself) once the command has been
-/// `exec`ed. The caller owns that child: it must `waitpid` it.
+/// A started container.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Host pid of the container's first process (the init, or the command).
+    pub pid: Pid,
+    /// The TAP device made in the container's network namespace, if the plan
+    /// asked for one: the supervisor's end of the container's network.
+    pub tap: Option<OwnedFd>,
+}
+
+/// Starts the container the plan describes once the command has been
+/// `exec`ed. The caller owns the child: it must `waitpid` it.
 ///
 /// Must be called from a single-threaded process (see `sys::clone_fork`).
-pub fn spawn(plan: &Plan, stdio: Stdio) -> Result<Pid, SandboxError> {
+pub fn spawn(plan: &Plan, stdio: Stdio) -> Result<Spawned, SandboxError> {
     let pipe = |what: &str| {
         pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::Setup {
             step: format!("create the {what} pipe"),
@@ -78,13 +88,23 @@ pub fn spawn(plan: &Plan, stdio: Stdio) -> Result<Pid, SandboxError> {
     };
     let (maps_rx, maps_tx) = pipe("id map")?;
     let (report_rx, report_tx) = pipe("error report")?;
+    let (tap_rx, tap_tx) = match plan.tap {
+        Some(_) => {
+            let (a, b) = fdpass::channel().map_err(|source| SandboxError::Setup {
+                step: "create the TAP hand-over socket".into(),
+                source,
+            })?;
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
 
     let child = clone_namespaces(plan.namespaces)?;
     let Some(pid) = child else {
-        drop((maps_tx, report_rx));
-        child::run(plan, stdio, maps_rx, report_tx)
+        drop((maps_tx, report_rx, tap_rx));
+        child::run(plan, stdio, maps_rx, report_tx, tap_tx)
     };
-    drop((maps_rx, report_tx, stdio));
+    drop((maps_rx, report_tx, stdio, tap_tx));
 
     let reap = |e: SandboxError| {
         let _ = kill(pid, Signal::SIGKILL);
@@ -113,7 +133,18 @@ pub fn spawn(plan: &Plan, stdio: Stdio) -> Result<Pid, SandboxError> {
             })
         })?;
     match report.split_first() {
-        None => Ok(pid),
+        None => {
+            let tap = match tap_rx {
+                Some(sock) => Some(fdpass::receive(&sock).map_err(|source| {
+                    reap(SandboxError::Setup {
+                        step: "receive the TAP device".into(),
+                        source,
+                    })
+                })?),
+                None => None,
+            };
+            Ok(Spawned { pid, tap })
+        }
         Some((&code, message)) => {
             let _ = waitpid(pid, None);
             let message = String::from_utf8_lossy(message).into_owned();

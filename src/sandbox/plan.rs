@@ -16,6 +16,61 @@ use super::idmap::IdMap;
 
 /// The annotation that asks for burrow's built-in init as pid 1.
 pub const ANNOTATION_INIT: &str = "io.burrow.init";
+/// The annotation that asks for a TAP device in the container's network
+/// namespace, handed back to the supervisor: `NAME ADDR/PREFIX GATEWAY MTU`.
+pub const ANNOTATION_TAP: &str = "io.burrow.net.tap";
+
+/// A TAP device to create and configure inside the network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapPlan {
+    pub name: String,
+    pub address: std::net::Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: std::net::Ipv4Addr,
+    pub mtu: u32,
+}
+
+impl TapPlan {
+    /// The annotation's text for this plan.
+    pub fn annotation(&self) -> String {
+        format!(
+            "{} {}/{} {} {}",
+            self.name, self.address, self.prefix, self.gateway, self.mtu
+        )
+    }
+
+    pub fn parse(text: &str) -> Result<TapPlan, SandboxError> {
+        let bad = || {
+            SandboxError::Spec(format!(
+                "annotation {ANNOTATION_TAP}: expected NAME ADDR/PREFIX GATEWAY MTU, got \"{text}\""
+            ))
+        };
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        let [name, cidr, gateway, mtu] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let (addr, prefix) = cidr.split_once('/').ok_or_else(bad)?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        if prefix > 32 || name.is_empty() || name.len() > 15 {
+            return Err(bad());
+        }
+        Ok(TapPlan {
+            name: name.to_string(),
+            address: addr.parse().map_err(|_| bad())?,
+            prefix,
+            gateway: gateway.parse().map_err(|_| bad())?,
+            mtu: mtu.parse().map_err(|_| bad())?,
+        })
+    }
+
+    pub fn netmask(&self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(
+            u32::MAX
+                .checked_shl(32 - u32::from(self.prefix))
+                .unwrap_or(0),
+        )
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -32,6 +87,8 @@ pub struct Plan {
     pub process: ProcessPlan,
     /// Run burrow's minimal init as pid 1, the command as its child.
     pub init: bool,
+    /// A TAP device for the userspace network, if the container has one.
+    pub tap: Option<TapPlan>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,11 +212,17 @@ impl Plan {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        let init = spec
-            .annotations()
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_INIT))
-            .is_some_and(|v| v == "true");
+        let annotation = |key: &str| spec.annotations().as_ref().and_then(|a| a.get(key));
+        let init = annotation(ANNOTATION_INIT).is_some_and(|v| v == "true");
+        let tap = annotation(ANNOTATION_TAP)
+            .map(|t| TapPlan::parse(t))
+            .transpose()?;
+        if tap.is_some() && !namespaces.contains(CloneFlags::CLONE_NEWNET) {
+            return Err(bad(
+                "annotations",
+                format!("{ANNOTATION_TAP} needs a network namespace"),
+            ));
+        }
 
         Ok(Plan {
             rootfs,
@@ -183,6 +246,7 @@ impl Plan {
                 .collect(),
             process: process_plan(process)?,
             init,
+            tap,
         })
     }
 }
@@ -351,6 +415,21 @@ mod tests {
         assert_eq!(m.data.as_deref(), Some("mode=755,size=65536k"));
         assert!(mount_op(Path::new("rel"), Some("tmpfs"), None, &[]).is_err());
         assert!(mount_op(Path::new("/x"), Some("bind"), None, &[]).is_err());
+    }
+
+    #[test]
+    fn tap_annotation_round_trip() {
+        let t = TapPlan::parse("tap0 10.0.2.100/24 10.0.2.2 65520").unwrap();
+        assert_eq!(t.netmask(), std::net::Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(TapPlan::parse(&t.annotation()).unwrap(), t);
+        for bad in [
+            "tap0",
+            "tap0 10.0.2.100 10.0.2.2 1500",
+            "tap0 10.0.2.100/33 10.0.2.2 1500",
+            "t 1.2.3.4/8 x 1",
+        ] {
+            assert!(TapPlan::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

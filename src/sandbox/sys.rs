@@ -73,18 +73,7 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
 /// Brings the network interface `name` up (`SIOCSIFFLAGS` with `IFF_UP`).
 /// Used for `lo` in a fresh network namespace, which starts down.
 pub fn set_link_up(sock: BorrowedFd<'_>, name: &str) -> io::Result<()> {
-    // SAFETY: ifreq is plain old data; all-zeroes is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    let bytes = name.as_bytes();
-    if bytes.len() >= req.ifr_name.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "interface name too long",
-        ));
-    }
-    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
+    let mut req = ifreq_named(name)?;
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write only the ifreq we pass,
     // which lives for the whole call; ifru_flags is the union member these
     // requests use.
@@ -167,4 +156,94 @@ pub fn default_action(signals: &[nix::sys::signal::Signal]) {
         // SAFETY: SIG_DFL runs no handler code.
         let _ = unsafe { nix::sys::signal::signal(*s, SigHandler::SigDfl) };
     }
+}
+
+fn ifreq_named(name: &str) -> io::Result<libc::ifreq> {
+    // SAFETY: ifreq is plain old data; all-zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    Ok(req)
+}
+
+fn sockaddr_v4(ip: std::net::Ipv4Addr) -> libc::sockaddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in and sockaddr have the same size on Linux, and the
+    // kernel reads a sockaddr of family AF_INET as a sockaddr_in.
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+/// Opens `/dev/net/tun` and creates the TAP device `name` in the calling
+/// process's network namespace (Ethernet frames, no packet-info header).
+pub fn open_tap(name: &str) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")?;
+    let mut req = ifreq_named(name)?;
+    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads the ifreq we pass, which outlives the call.
+    if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &req) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
+    // SAFETY: `fd` was just released by the File that owned it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Gives interface `name` an IPv4 address, netmask and MTU.
+pub fn configure_interface(
+    sock: BorrowedFd<'_>,
+    name: &str,
+    addr: std::net::Ipv4Addr,
+    netmask: std::net::Ipv4Addr,
+    mtu: u32,
+) -> io::Result<()> {
+    let call = |request: libc::c_ulong, req: &libc::ifreq| {
+        // SAFETY: these SIOCSIF* requests read only the ifreq we pass.
+        if unsafe { libc::ioctl(sock.as_raw_fd(), request, req) } == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    let mut req = ifreq_named(name)?;
+    req.ifr_ifru.ifru_addr = sockaddr_v4(addr);
+    call(libc::SIOCSIFADDR, &req)?;
+    req.ifr_ifru.ifru_netmask = sockaddr_v4(netmask);
+    call(libc::SIOCSIFNETMASK, &req)?;
+    req.ifr_ifru.ifru_mtu = mtu as libc::c_int;
+    call(libc::SIOCSIFMTU, &req)
+}
+
+/// Adds the default IPv4 route through `gateway`.
+pub fn add_default_route(sock: BorrowedFd<'_>, gateway: std::net::Ipv4Addr) -> io::Result<()> {
+    // SAFETY: rtentry is plain old data; all-zeroes is valid (null rt_dev:
+    // the kernel picks the interface from the gateway's subnet).
+    let mut rt: libc::rtentry = unsafe { std::mem::zeroed() };
+    rt.rt_dst = sockaddr_v4(std::net::Ipv4Addr::UNSPECIFIED);
+    rt.rt_genmask = sockaddr_v4(std::net::Ipv4Addr::UNSPECIFIED);
+    rt.rt_gateway = sockaddr_v4(gateway);
+    rt.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
+    // SAFETY: SIOCADDRT reads the rtentry we pass, which outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &rt) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
