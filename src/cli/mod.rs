@@ -10,6 +10,7 @@ mod info;
 mod inspect;
 mod lifecycle;
 mod logs;
+mod overlay;
 mod ps;
 mod registry;
 mod run;
@@ -78,6 +79,8 @@ enum Command {
     Logout(registry::LogoutArgs),
     Search(registry::SearchArgs),
     Info(info::InfoArgs),
+    #[command(name = "overlay-mount", hide = true)]
+    OverlayMount(overlay::OverlayMountArgs),
 }
 
 /// Parses the command line, runs it and returns the process exit code.
@@ -101,6 +104,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
     if let Command::Info(args) = &cli.command {
         return info::run(cli.root, cli.runroot, args);
     }
+    // Neither does the overlay debug server, which uses no store.
+    if let Command::OverlayMount(args) = cli.command {
+        return overlay::run(args);
+    }
     let dirs = Dirs::resolve(cli.root, cli.runroot)?;
     match cli.command {
         Command::Run(a) => run::run(&dirs, a),
@@ -123,6 +130,6 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Login(a) => registry::login(a),
         Command::Logout(a) => registry::logout(a),
         Command::Search(a) => registry::search(a),
-        Command::Info(_) => unreachable!("handled above"),
+        Command::Info(_) | Command::OverlayMount(_) => unreachable!("handled above"),
     }
 }

@@ -1,0 +1,570 @@
+//! The overlay's operations on paths: what each file-system call does to the
+//! layers, independent of FUSE. [`super::fuse`] maps requests onto these.
+//!
+//! Errors are `io::Error`s carrying the errno the caller should see.
+//!
+//! Concurrency. The kernel already serialises operations that change one
+//! folder (it holds the folder's lock) and cross-folder renames (one rename
+//! lock per mount). What it does not serialise is copy-up, which two
+//! threads may start for the same file (two writers) or for a shared parent
+//! folder (creates in two sibling folders): `copy_lock` does, and a copy-up
+//! checks again, under it, whether another thread finished first.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use nix::fcntl::AT_FDCWD;
+use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
+use nix::sys::time::TimeSpec;
+
+use super::copyup::{self, chown_if_permitted, remove_marker, write_marker};
+use super::inodes::{Inodes, Key};
+use super::layers::{Found, Layers, UPPER, child};
+use super::sys;
+use super::whiteout;
+
+/// Who asks: new entries get these ids.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A time to set: a given instant or "now".
+#[derive(Debug, Clone, Copy)]
+pub enum SetTime {
+    Now,
+    At(i64, i64),
+}
+
+/// The overlay: its layers, work dir and inode table.
+#[derive(Debug)]
+pub struct Overlay {
+    pub layers: Layers,
+    work: PathBuf,
+    pub inodes: RwLock<Inodes>,
+    copy_lock: Mutex<()>,
+    next_tmp: AtomicU64,
+}
+
+fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+impl Overlay {
+    /// `work` must be an empty-able folder on the upper dir's filesystem;
+    /// leftovers of an earlier crash in it are removed.
+    pub fn new(layers: Layers, work: PathBuf) -> io::Result<Overlay> {
+        for entry in fs::read_dir(&work)? {
+            let entry = entry?;
+            let p = entry.path();
+            if entry.file_type()?.is_dir() {
+                fs::remove_dir_all(&p)?;
+            } else {
+                fs::remove_file(&p)?;
+            }
+        }
+        Ok(Overlay {
+            layers,
+            work,
+            inodes: RwLock::new(Inodes::new()),
+            copy_lock: Mutex::new(()),
+            next_tmp: AtomicU64::new(0),
+        })
+    }
+
+    fn inodes_read(&self) -> std::sync::RwLockReadGuard<'_, Inodes> {
+        self.inodes.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn inodes_write(&self) -> std::sync::RwLockWriteGuard<'_, Inodes> {
+        self.inodes.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh name in the work dir.
+    fn staging(&self) -> PathBuf {
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        self.work.join(format!("stage-{n}"))
+    }
+
+    /// The path node `ino` is reached through (ESTALE once it has none).
+    pub fn path_of(&self, ino: u64) -> io::Result<PathBuf> {
+        self.inodes_read()
+            .path(ino)
+            .ok_or_else(|| errno(libc::ESTALE))
+    }
+
+    /// Finds `rel` in the merged view, or ENOENT.
+    pub fn find(&self, rel: &Path) -> io::Result<Found> {
+        self.layers.lookup(rel)?.ok_or_else(|| errno(libc::ENOENT))
+    }
+
+    /// Looks up `parent/name` for the kernel: its node (taking a reference)
+    /// and metadata. A name of a hard-link group whose file was already
+    /// copied up through another name is linked to that copy now.
+    pub fn lookup(&self, parent: &Path, name: &OsStr) -> io::Result<(u64, Metadata)> {
+        let rel = child(parent, name);
+        let found = self.find(&rel)?;
+        let ino = self.remember(&rel, &found);
+        if found.layer != UPPER && link_key(&found.meta).is_some() {
+            let primary = self.path_of(ino)?;
+            let copied = fs::symlink_metadata(self.layers.real(UPPER, &primary)).is_ok();
+            if primary != rel && copied {
+                self.copy_up_node(ino, true)?;
+                return Ok((ino, self.find(&rel)?.meta));
+            }
+        }
+        Ok((ino, found.meta))
+    }
+
+    /// The node for a found `rel`, taking a kernel reference.
+    pub fn remember(&self, rel: &Path, found: &Found) -> u64 {
+        let key = link_key(&found.meta);
+        self.inodes_write().lookup(rel, key)
+    }
+
+    /// Makes sure `rel` exists in the upper dir, copying it (and its
+    /// parents) up if it does not; returns its upper path.
+    pub fn copy_up(&self, rel: &Path, data: bool) -> io::Result<PathBuf> {
+        let upper = self.layers.real(UPPER, rel);
+        if fs::symlink_metadata(&upper).is_ok() {
+            return Ok(upper);
+        }
+        let _guard = self.copy_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.copy_up_locked(rel, data)?;
+        Ok(upper)
+    }
+
+    fn copy_up_locked(&self, rel: &Path, data: bool) -> io::Result<()> {
+        let upper = self.layers.real(UPPER, rel);
+        if fs::symlink_metadata(&upper).is_ok() {
+            return Ok(());
+        }
+        if let Some(parent) = rel.parent() {
+            self.copy_up_locked(parent, true)?;
+        }
+        let found = self.find(rel)?;
+        let src = self.layers.real(found.layer, rel);
+        let tmp = self.staging();
+        let staged = copyup::copy_entry(&src, &found.meta, &tmp, data)
+            .and_then(|()| fs::rename(&tmp, &upper));
+        if staged.is_err() {
+            let _ = fs::remove_file(&tmp).or_else(|_| fs::remove_dir(&tmp));
+        }
+        staged
+    }
+
+    /// Copies node `ino` up; for a hard-linked file, links every other
+    /// known name of it to the copy, so the names stay one file.
+    pub fn copy_up_node(&self, ino: u64, data: bool) -> io::Result<PathBuf> {
+        let paths = self.inodes_read().paths(ino);
+        let primary = paths.first().ok_or_else(|| errno(libc::ESTALE))?;
+        let upper = self.copy_up(primary, data)?;
+        if paths.len() > 1 {
+            for other in &paths[1..] {
+                let other_upper = self.layers.real(UPPER, other);
+                if fs::symlink_metadata(&other_upper).is_ok() {
+                    continue;
+                }
+                if let Some(parent) = other.parent() {
+                    self.copy_up(parent, true)?;
+                }
+                fs::hard_link(&upper, &other_upper)?;
+                remove_marker(&self.layers.whiteout_path(UPPER, other))?;
+            }
+            if let Some(key) = link_key(&fs::symlink_metadata(&upper)?) {
+                self.inodes_write().add_key(ino, key);
+            }
+        }
+        Ok(upper)
+    }
+
+    /// Refuses names the overlay keeps for itself.
+    fn check_name(name: &OsStr) -> io::Result<()> {
+        if whiteout::is_marker(name) {
+            return Err(errno(libc::EINVAL));
+        }
+        Ok(())
+    }
+
+    /// Prepares creating `parent/name`: copies the parent up and returns the
+    /// new entry's path relative to the root and in the upper dir, and
+    /// whether a whiteout stands there (the name was deleted from a lower).
+    fn begin_create(&self, parent: &Path, name: &OsStr) -> io::Result<(PathBuf, PathBuf, bool)> {
+        Self::check_name(name)?;
+        self.copy_up(parent, true)?;
+        let rel = child(parent, name);
+        let upper = self.layers.real(UPPER, &rel);
+        let whited = self.layers.whiteout_exists(UPPER, &rel);
+        Ok((rel, upper, whited))
+    }
+
+    /// The ids a new entry in `parent` gets: the caller's, or the folder's
+    /// group when it is set-group-id (as the kernel does).
+    fn owner_in(&self, parent_upper: &Path, caller: Caller) -> (u32, u32, bool) {
+        match fs::symlink_metadata(parent_upper) {
+            Ok(m) if m.mode() & libc::S_ISGID != 0 => (caller.uid, m.gid(), true),
+            _ => (caller.uid, caller.gid, false),
+        }
+    }
+
+    /// Sets the new entry's owner and exact mode (the server's umask must
+    /// not apply: the kernel already applied the caller's).
+    fn finish_new(&self, upper: &Path, mode: u32, caller: Caller, is_dir: bool) -> io::Result<()> {
+        let parent = upper.parent().unwrap_or(Path::new("/"));
+        let (uid, gid, sgid_parent) = self.owner_in(parent, caller);
+        let mut mode = mode & 0o7777;
+        if sgid_parent && is_dir {
+            mode |= libc::S_ISGID;
+        }
+        chown_if_permitted(upper, uid, gid)?;
+        fs::set_permissions(upper, fs::Permissions::from_mode(mode))
+    }
+
+    pub fn create(
+        &self,
+        parent: &Path,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        caller: Caller,
+    ) -> io::Result<(PathBuf, File, Metadata)> {
+        let (rel, upper, whited) = self.begin_create(parent, name)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(backing_flags(flags) & !libc::O_ACCMODE)
+            .open(&upper)?;
+        self.finish_new(&upper, mode, caller, false)?;
+        if whited {
+            remove_marker(&self.layers.whiteout_path(UPPER, &rel))?;
+        }
+        let meta = file.metadata()?;
+        Ok((rel, file, meta))
+    }
+
+    pub fn mkdir(
+        &self,
+        parent: &Path,
+        name: &OsStr,
+        mode: u32,
+        caller: Caller,
+    ) -> io::Result<(PathBuf, Metadata)> {
+        let (rel, upper, whited) = self.begin_create(parent, name)?;
+        if whited {
+            // The name was deleted from a lower: the new folder must not
+            // show the old one's contents, so it is opaque from birth.
+            let tmp = self.staging();
+            fs::create_dir(&tmp)?;
+            write_marker(&tmp.join(whiteout::OPAQUE))?;
+            self.finish_new(&tmp, mode, caller, true)?;
+            fs::rename(&tmp, &upper)?;
+            remove_marker(&self.layers.whiteout_path(UPPER, &rel))?;
+        } else {
+            fs::create_dir(&upper)?;
+            self.finish_new(&upper, mode, caller, true)?;
+        }
+        Ok((rel.clone(), fs::symlink_metadata(&upper)?))
+    }
+
+    pub fn mknod(
+        &self,
+        parent: &Path,
+        name: &OsStr,
+        mode: u32,
+        rdev: u64,
+        caller: Caller,
+    ) -> io::Result<(PathBuf, Metadata)> {
+        let (rel, upper, whited) = self.begin_create(parent, name)?;
+        let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
+        mknod(&upper, kind, Mode::from_bits_truncate(0o600), rdev).map_err(io::Error::from)?;
+        self.finish_new(&upper, mode, caller, false)?;
+        if whited {
+            remove_marker(&self.layers.whiteout_path(UPPER, &rel))?;
+        }
+        Ok((rel, fs::symlink_metadata(&upper)?))
+    }
+
+    pub fn symlink(
+        &self,
+        parent: &Path,
+        name: &OsStr,
+        target: &Path,
+        caller: Caller,
+    ) -> io::Result<(PathBuf, Metadata)> {
+        let (rel, upper, whited) = self.begin_create(parent, name)?;
+        std::os::unix::fs::symlink(target, &upper)?;
+        let (uid, gid, _) = self.owner_in(upper.parent().unwrap_or(Path::new("/")), caller);
+        chown_if_permitted(&upper, uid, gid)?;
+        if whited {
+            remove_marker(&self.layers.whiteout_path(UPPER, &rel))?;
+        }
+        Ok((rel, fs::symlink_metadata(&upper)?))
+    }
+
+    pub fn link(
+        &self,
+        ino: u64,
+        new_parent: &Path,
+        name: &OsStr,
+    ) -> io::Result<(PathBuf, Metadata)> {
+        let src = self.copy_up_node(ino, true)?;
+        let (rel, upper, whited) = self.begin_create(new_parent, name)?;
+        fs::hard_link(&src, &upper)?;
+        if whited {
+            remove_marker(&self.layers.whiteout_path(UPPER, &rel))?;
+        }
+        let meta = fs::symlink_metadata(&upper)?;
+        let mut inodes = self.inodes_write();
+        inodes.link(ino, &rel);
+        if let Some(key) = link_key(&meta) {
+            inodes.add_key(ino, key);
+        }
+        Ok((rel, meta))
+    }
+
+    /// After the upper entry of `rel` is gone: if a lower still shows the
+    /// name, hide it with a whiteout.
+    fn whiteout_if_visible(&self, rel: &Path) -> io::Result<()> {
+        if self.layers.lookup(rel)?.is_some() {
+            write_marker(&self.layers.whiteout_path(UPPER, rel))?;
+        }
+        Ok(())
+    }
+
+    pub fn unlink(&self, parent: &Path, name: &OsStr) -> io::Result<()> {
+        let rel = child(parent, name);
+        let found = self.find(&rel)?;
+        if found.is_dir() {
+            return Err(errno(libc::EISDIR));
+        }
+        if found.layer == UPPER {
+            fs::remove_file(self.layers.real(UPPER, &rel))?;
+        } else {
+            self.copy_up(parent, true)?;
+        }
+        self.whiteout_if_visible(&rel)?;
+        self.inodes_write().remove(&rel);
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: &Path, name: &OsStr) -> io::Result<()> {
+        let rel = child(parent, name);
+        let found = self.find(&rel)?;
+        if !found.is_dir() {
+            return Err(errno(libc::ENOTDIR));
+        }
+        if !self.layers.dir_is_empty(&rel, &found.dir_layers)? {
+            return Err(errno(libc::ENOTEMPTY));
+        }
+        if found.layer == UPPER {
+            // Empty as merged: it holds at most whiteouts and the marker.
+            fs::remove_dir_all(self.layers.real(UPPER, &rel))?;
+        } else {
+            self.copy_up(parent, true)?;
+        }
+        self.whiteout_if_visible(&rel)?;
+        self.inodes_write().remove(&rel);
+        Ok(())
+    }
+
+    /// Removes whatever the upper dir holds at `rel` (a file, or a folder of
+    /// markers that a rename is about to replace).
+    fn clear_upper(&self, rel: &Path) -> io::Result<()> {
+        let upper = self.layers.real(UPPER, rel);
+        match fs::symlink_metadata(&upper) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&upper),
+            Ok(_) => fs::remove_file(&upper),
+            Err(_) => Ok(()),
+        }
+    }
+
+    pub fn rename(
+        &self,
+        old_parent: &Path,
+        old_name: &OsStr,
+        new_parent: &Path,
+        new_name: &OsStr,
+        noreplace: bool,
+    ) -> io::Result<()> {
+        Self::check_name(new_name)?;
+        let old = child(old_parent, old_name);
+        let new = child(new_parent, new_name);
+        let src = self.find(&old)?;
+        let dst = self.layers.lookup(&new)?;
+        if let Some(d) = &dst {
+            if noreplace {
+                return Err(errno(libc::EEXIST));
+            }
+            match (src.is_dir(), d.is_dir()) {
+                (false, true) => return Err(errno(libc::EISDIR)),
+                (true, false) => return Err(errno(libc::ENOTDIR)),
+                (true, true) if !self.layers.dir_is_empty(&new, &d.dir_layers)? => {
+                    return Err(errno(libc::ENOTEMPTY));
+                }
+                _ => {}
+            }
+        }
+        self.copy_up(new_parent, true)?;
+        self.copy_up(old_parent, true)?;
+        let new_upper = self.layers.real(UPPER, &new);
+        let is_dir = src.is_dir();
+        if is_dir && src.dir_layers.iter().any(|&l| l != UPPER) {
+            self.rename_merged_dir(&old, &src, &new)?;
+        } else {
+            let old_upper = if is_dir {
+                self.layers.real(UPPER, &old)
+            } else {
+                let ino = self.inodes_read().get(&old);
+                match ino {
+                    Some(ino) => {
+                        self.copy_up_node(ino, true)?;
+                        self.layers.real(UPPER, &old)
+                    }
+                    None => self.copy_up(&old, true)?,
+                }
+            };
+            if dst.as_ref().is_some_and(|d| d.is_dir()) {
+                self.clear_upper(&new)?;
+            }
+            fs::rename(&old_upper, &new_upper)?;
+            if is_dir && self.find(&new)?.dir_layers.len() > 1 {
+                // An upper-only folder moved over a lower one: keep it whole.
+                write_marker(&new_upper.join(whiteout::OPAQUE))?;
+            }
+        }
+        remove_marker(&self.layers.whiteout_path(UPPER, &new))?;
+        self.whiteout_if_visible(&old)?;
+        self.inodes_write().rename(&old, &new, is_dir);
+        Ok(())
+    }
+
+    /// Renames a folder that lives (partly) in the lowers: its merged tree
+    /// is rebuilt in the work dir (lower files copied, upper files moved),
+    /// marked opaque and renamed into place; then the old name is removed.
+    fn rename_merged_dir(&self, old: &Path, src: &Found, new: &Path) -> io::Result<()> {
+        let _guard = self.copy_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let tmp = self.staging();
+        if let Err(e) = copyup::copy_tree(&self.layers, old, &src.meta, &src.dir_layers, &tmp) {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        self.clear_upper(new)?;
+        fs::rename(&tmp, self.layers.real(UPPER, new))?;
+        // What is left of the old upper folder is empty folders and markers.
+        self.clear_upper(old)
+    }
+
+    /// Opens node `ino`'s backing file: the upper copy (made now) when the
+    /// open may write, else whichever layer holds it.
+    pub fn open(&self, ino: u64, flags: i32) -> io::Result<(File, bool)> {
+        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let (path, upper) = if writes {
+            (self.copy_up_node(ino, flags & libc::O_TRUNC == 0)?, true)
+        } else {
+            let rel = self.path_of(ino)?;
+            let found = self.find(&rel)?;
+            (self.layers.real(found.layer, &rel), found.layer == UPPER)
+        };
+        let file = OpenOptions::new()
+            .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+            .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
+            .custom_flags(backing_flags(flags) & !libc::O_ACCMODE)
+            .open(path)?;
+        Ok((file, upper))
+    }
+
+    /// The metadata of node `ino`.
+    pub fn stat(&self, ino: u64) -> io::Result<Metadata> {
+        let rel = self.path_of(ino)?;
+        Ok(self.find(&rel)?.meta)
+    }
+
+    /// The real path of node `ino` in the layer that shows it.
+    pub fn backing(&self, ino: u64) -> io::Result<PathBuf> {
+        let rel = self.path_of(ino)?;
+        let found = self.find(&rel)?;
+        Ok(self.layers.real(found.layer, &rel))
+    }
+
+    pub fn chmod(&self, ino: u64, mode: u32) -> io::Result<()> {
+        let upper = self.copy_up_node(ino, true)?;
+        fs::set_permissions(upper, fs::Permissions::from_mode(mode & 0o7777))
+    }
+
+    pub fn chown(&self, ino: u64, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        let upper = self.copy_up_node(ino, true)?;
+        std::os::unix::fs::lchown(upper, uid, gid)
+    }
+
+    /// Truncates through `file` when the caller has it open, else by path.
+    pub fn truncate(&self, ino: u64, size: u64, file: Option<&File>) -> io::Result<()> {
+        match file {
+            Some(f) => f.set_len(size),
+            None => {
+                let upper = self.copy_up_node(ino, size != 0)?;
+                OpenOptions::new().write(true).open(upper)?.set_len(size)
+            }
+        }
+    }
+
+    pub fn utimens(
+        &self,
+        ino: u64,
+        atime: Option<SetTime>,
+        mtime: Option<SetTime>,
+    ) -> io::Result<()> {
+        let upper = self.copy_up_node(ino, true)?;
+        let spec = |t: Option<SetTime>| match t {
+            None => TimeSpec::UTIME_OMIT,
+            Some(SetTime::Now) => TimeSpec::UTIME_NOW,
+            Some(SetTime::At(s, ns)) => TimeSpec::new(s, ns),
+        };
+        utimensat(
+            AT_FDCWD,
+            &upper,
+            &spec(atime),
+            &spec(mtime),
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(io::Error::from)
+    }
+
+    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+        let upper = self.copy_up_node(ino, true)?;
+        sys::lsetxattr(&upper, name, value, flags)
+    }
+
+    pub fn removexattr(&self, ino: u64, name: &OsStr) -> io::Result<()> {
+        let upper = self.copy_up_node(ino, true)?;
+        sys::lremovexattr(&upper, name)
+    }
+}
+
+/// The identity under which a file joins a link group: only files with more
+/// than one link need one.
+pub fn link_key(meta: &Metadata) -> Option<Key> {
+    (!meta.is_dir() && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()))
+}
+
+/// The open flags to pass on to the backing file: the caller's, less those
+/// that the kernel already handled (creation) or that the backing file
+/// cannot honour for us (O_DIRECT's alignment; O_NOATIME needs ownership).
+/// O_TRUNC stays: the session asks for atomic O_TRUNC, so a truncating open
+/// of a lower file copies up nothing but metadata.
+pub fn backing_flags(flags: i32) -> i32 {
+    flags
+        & !(libc::O_CREAT
+            | libc::O_EXCL
+            | libc::O_NOCTTY
+            | libc::O_DIRECT
+            | libc::O_NOATIME
+            | libc::O_NOFOLLOW)
+}

@@ -1,0 +1,683 @@
+//! The FUSE face of the overlay: fuser's `Filesystem` over [`Overlay`].
+//!
+//! Each method resolves node ids to paths, calls one [`Overlay`] operation
+//! and turns the result into a reply (an `io::Error` becomes its errno).
+//! Open files and folder listings live in handle tables keyed by the
+//! handle number the kernel gives back.
+//!
+//! Speed. Entries and attributes are cached by the kernel for [`TTL`]: every
+//! change to the overlay goes through this server, which answers with fresh
+//! attributes, so the cache can only be stale if someone edits the layers
+//! behind its back. Files are opened with `keep_cache`, for the same reason.
+//! Reads go from `pread` into a per-thread buffer that is reused, so the
+//! read path allocates nothing per request. A listing is a snapshot taken at
+//! `opendir`, so a folder changing while it is read neither repeats nor
+//! skips names.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
+};
+
+use super::engine::{Caller, Overlay, SetTime};
+use super::layers::{UPPER, child};
+use super::sys;
+
+/// How long the kernel may trust an entry or attributes we sent.
+pub const TTL: Duration = Duration::from_secs(1);
+/// The largest write the kernel may send in one request.
+const MAX_WRITE: u32 = 1 << 20;
+
+/// One name of a folder snapshot.
+#[derive(Debug)]
+struct DirItem {
+    ino: u64,
+    kind: FileType,
+    name: OsString,
+}
+
+/// The overlay as a FUSE file system.
+#[derive(Debug)]
+pub struct OverlayFs {
+    ov: Overlay,
+    files: RwLock<HashMap<u64, Arc<File>>>,
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirItem>>>>,
+    next_fh: AtomicU64,
+}
+
+thread_local! {
+    /// The read buffer of this worker thread, grown to the largest read.
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl OverlayFs {
+    pub fn new(ov: Overlay) -> OverlayFs {
+        OverlayFs {
+            ov,
+            files: RwLock::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    fn path(&self, ino: INodeNo) -> Result<std::path::PathBuf, Errno> {
+        self.ov.path_of(ino.0).map_err(Errno::from)
+    }
+
+    fn add_file(&self, file: File) -> FileHandle {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.files
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, Arc::new(file));
+        FileHandle(fh)
+    }
+
+    fn file(&self, fh: FileHandle) -> Result<Arc<File>, Errno> {
+        self.files
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh.0)
+            .cloned()
+            .ok_or(Errno::EBADF)
+    }
+
+    /// Replies with a new entry: takes a reference on its node.
+    fn entry(&self, rel: &Path, meta: &Metadata, reply: ReplyEntry) {
+        let ino = self
+            .ov
+            .inodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .lookup(rel, None);
+        reply.entry(&TTL, &attr(ino, meta), Generation(0));
+    }
+
+    fn snapshot(&self, ino: INodeNo) -> io::Result<Vec<DirItem>> {
+        let rel = self.ov.path_of(ino.0)?;
+        let found = self.ov.find(&rel)?;
+        if !found.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
+        let entries = self.ov.layers.read_dir(&rel, &found.dir_layers)?;
+        let mut inodes = self.ov.inodes.write().unwrap_or_else(|e| e.into_inner());
+        let parent = rel.parent().map_or(ino.0, |p| inodes.peek(p));
+        let mut items = Vec::with_capacity(entries.len() + 2);
+        items.push(DirItem {
+            ino: ino.0,
+            kind: FileType::Directory,
+            name: ".".into(),
+        });
+        items.push(DirItem {
+            ino: parent,
+            kind: FileType::Directory,
+            name: "..".into(),
+        });
+        for e in entries {
+            let ino = inodes.peek(&child(&rel, &e.name));
+            let kind = e
+                .kind
+                .and_then(FileType::from_std)
+                .unwrap_or(FileType::RegularFile);
+            items.push(DirItem {
+                ino,
+                kind,
+                name: e.name,
+            });
+        }
+        Ok(items)
+    }
+}
+
+/// The kernel's view of a backing file's metadata, under node id `ino`.
+pub fn attr(ino: u64, m: &Metadata) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: m.size(),
+        blocks: m.blocks(),
+        atime: time(m.atime(), m.atime_nsec()),
+        mtime: time(m.mtime(), m.mtime_nsec()),
+        ctime: time(m.ctime(), m.ctime_nsec()),
+        crtime: UNIX_EPOCH,
+        kind: kind(m.mode()),
+        perm: (m.mode() & 0o7777) as u16,
+        nlink: m.nlink() as u32,
+        uid: m.uid(),
+        gid: m.gid(),
+        rdev: m.rdev() as u32,
+        blksize: m.blksize() as u32,
+        flags: 0,
+    }
+}
+
+fn time(secs: i64, nsecs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nsecs as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nsecs as u64)
+    }
+}
+
+fn kind(mode: u32) -> FileType {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => FileType::Directory,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFIFO => FileType::NamedPipe,
+        libc::S_IFSOCK => FileType::Socket,
+        libc::S_IFCHR => FileType::CharDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn set_time(t: TimeOrNow) -> SetTime {
+    match t {
+        TimeOrNow::Now => SetTime::Now,
+        TimeOrNow::SpecificTime(st) => match st.duration_since(UNIX_EPOCH) {
+            Ok(d) => SetTime::At(d.as_secs() as i64, i64::from(d.subsec_nanos())),
+            Err(e) => {
+                let d = e.duration();
+                SetTime::At(-(d.as_secs() as i64), 0)
+            }
+        },
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+/// Replies to an xattr read: the size when asked for it, else the bytes.
+fn reply_xattr(size: u32, got: io::Result<usize>, buf: &[u8], reply: ReplyXattr) {
+    match got {
+        Err(e) => reply.error(e.into()),
+        Ok(n) if size == 0 => reply.size(n as u32),
+        Ok(n) => reply.data(&buf[..n]),
+    }
+}
+
+macro_rules! tri {
+    ($reply:ident, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return $reply.error(Errno::from(e)),
+        }
+    };
+}
+
+macro_rules! path_or {
+    ($self:ident, $reply:ident, $ino:expr) => {
+        match $self.path($ino) {
+            Ok(p) => p,
+            Err(e) => return $reply.error(e),
+        }
+    };
+}
+
+impl Filesystem for OverlayFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let _ = config.set_max_write(MAX_WRITE);
+        let _ = config.set_max_readahead(MAX_WRITE);
+        let _ = config.set_max_background(64);
+        // Each is optional: an older kernel without one still works.
+        for cap in [
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_ASYNC_DIO,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            let _ = config.add_capabilities(cap);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let parent = path_or!(self, reply, parent);
+        let (ino, meta) = tri!(reply, self.ov.lookup(&parent, name));
+        reply.entry(&TTL, &attr(ino, &meta), Generation(0));
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.ov
+            .inodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        // An open file answers for itself (it may be unlinked already).
+        if let Some(file) = fh.and_then(|fh| self.file(fh).ok()) {
+            let meta = tri!(reply, file.metadata());
+            return reply.attr(&TTL, &attr(ino.0, &meta));
+        }
+        let meta = tri!(reply, self.ov.stat(ino.0));
+        reply.attr(&TTL, &attr(ino.0, &meta));
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let ino = ino.0;
+        if let Some(size) = size {
+            let file = fh.and_then(|fh| self.file(fh).ok());
+            tri!(reply, self.ov.truncate(ino, size, file.as_deref()));
+        }
+        if uid.is_some() || gid.is_some() {
+            tri!(reply, self.ov.chown(ino, uid, gid));
+        }
+        // After chown, which clears set-id bits the caller may set again.
+        if let Some(mode) = mode {
+            tri!(reply, self.ov.chmod(ino, mode));
+        }
+        if atime.is_some() || mtime.is_some() {
+            tri!(
+                reply,
+                self.ov
+                    .utimens(ino, atime.map(set_time), mtime.map(set_time))
+            );
+        }
+        let meta = tri!(reply, self.ov.stat(ino));
+        reply.attr(&TTL, &attr(ino, &meta));
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let path = tri!(reply, self.ov.backing(ino.0));
+        let target = tri!(reply, std::fs::read_link(path));
+        reply.data(target.as_os_str().as_bytes());
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let parent = path_or!(self, reply, parent);
+        let mode = mode & !umask | (mode & libc::S_IFMT);
+        let (rel, meta) = if mode & libc::S_IFMT == libc::S_IFREG {
+            let (rel, _file, meta) = tri!(
+                reply,
+                self.ov
+                    .create(&parent, name, mode, libc::O_RDONLY, caller(req))
+            );
+            (rel, meta)
+        } else {
+            tri!(
+                reply,
+                self.ov
+                    .mknod(&parent, name, mode, u64::from(rdev), caller(req))
+            )
+        };
+        self.entry(&rel, &meta, reply);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let parent = path_or!(self, reply, parent);
+        let (rel, meta) = tri!(
+            reply,
+            self.ov.mkdir(&parent, name, mode & !umask, caller(req))
+        );
+        self.entry(&rel, &meta, reply);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let parent = path_or!(self, reply, parent);
+        tri!(reply, self.ov.unlink(&parent, name));
+        reply.ok();
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let parent = path_or!(self, reply, parent);
+        tri!(reply, self.ov.rmdir(&parent, name));
+        reply.ok();
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let parent = path_or!(self, reply, parent);
+        let (rel, meta) = tri!(
+            reply,
+            self.ov.symlink(&parent, link_name, target, caller(req))
+        );
+        self.entry(&rel, &meta, reply);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if flags.intersects(RenameFlags::RENAME_EXCHANGE | RenameFlags::RENAME_WHITEOUT) {
+            return reply.error(Errno::EINVAL);
+        }
+        let old_parent = path_or!(self, reply, parent);
+        let new_parent = path_or!(self, reply, newparent);
+        let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        tri!(
+            reply,
+            self.ov
+                .rename(&old_parent, name, &new_parent, newname, noreplace)
+        );
+        reply.ok();
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let new_parent = path_or!(self, reply, newparent);
+        let (rel, meta) = tri!(reply, self.ov.link(ino.0, &new_parent, newname));
+        self.entry(&rel, &meta, reply);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let (file, _upper) = tri!(reply, self.ov.open(ino.0, flags.0));
+        reply.opened(self.add_file(file), FopenFlags::FOPEN_KEEP_CACHE);
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let file = tri!(reply, self.file(fh));
+        READ_BUF.with_borrow_mut(|buf| {
+            let size = size as usize;
+            if buf.len() < size {
+                buf.resize(size, 0);
+            }
+            let mut done = 0;
+            // pread may return less than asked before the end of the file.
+            while done < size {
+                match file.read_at(&mut buf[done..size], offset + done as u64) {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return reply.error(e.into()),
+                }
+            }
+            reply.data(&buf[..done]);
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let file = tri!(reply, self.file(fh));
+        tri!(reply, file.write_all_at(data, offset));
+        reply.written(data.len() as u32);
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.files
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let file = tri!(reply, self.file(fh));
+        tri!(
+            reply,
+            if datasync {
+                file.sync_data()
+            } else {
+                file.sync_all()
+            }
+        );
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let items = tri!(reply, self.snapshot(ino));
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, Arc::new(items));
+        reply.opened(FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let items = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh.0)
+            .cloned();
+        let Some(items) = items else {
+            return reply.error(Errno::EBADF);
+        };
+        // The offset of an entry is its index + 1: where the next call starts.
+        for (i, item) in items.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(item.ino), i as u64 + 1, item.kind, &item.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let upper = self.ov.layers.root(UPPER);
+        let s = tri!(
+            reply,
+            nix::sys::statvfs::statvfs(upper).map_err(io::Error::from)
+        );
+        reply.statfs(
+            s.blocks(),
+            s.blocks_free(),
+            s.blocks_available(),
+            s.files(),
+            s.files_free(),
+            s.block_size() as u32,
+            s.name_max() as u32,
+            s.fragment_size() as u32,
+        );
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        tri!(reply, self.ov.setxattr(ino.0, name, value, flags));
+        reply.ok();
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let path = tri!(reply, self.ov.backing(ino.0));
+        let mut buf = vec![0u8; size as usize];
+        let got = sys::lgetxattr(&path, name, &mut buf);
+        reply_xattr(size, got, &buf, reply);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let path = tri!(reply, self.ov.backing(ino.0));
+        let mut buf = vec![0u8; size as usize];
+        let got = sys::llistxattr(&path, &mut buf);
+        reply_xattr(size, got, &buf, reply);
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        tri!(reply, self.ov.removexattr(ino.0, name));
+        reply.ok();
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        // Only called without default_permissions; the kernel checks with it.
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let parent = path_or!(self, reply, parent);
+        let (rel, file, meta) = tri!(
+            reply,
+            self.ov
+                .create(&parent, name, mode & !umask, flags, caller(req))
+        );
+        let ino = self
+            .ov
+            .inodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .lookup(&rel, None);
+        let fh = self.add_file(file);
+        reply.created(
+            &TTL,
+            &attr(ino, &meta),
+            Generation(0),
+            fh,
+            FopenFlags::FOPEN_KEEP_CACHE,
+        );
+    }
+}
