@@ -52,16 +52,27 @@ pub struct Overlay {
     next_tmp: AtomicU64,
 }
 
+/// The names of staged copies in the work dir.
+const STAGE_PREFIX: &str = "burrow-stage-";
+
 fn errno(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
 impl Overlay {
-    /// `work` must be an empty-able folder on the upper dir's filesystem;
-    /// leftovers of an earlier crash in it are removed.
+    /// `work` must be a folder on the upper dir's filesystem; staging
+    /// leftovers of an earlier crash in it are removed (only those: a work
+    /// dir given by mistake loses nothing else).
     pub fn new(layers: Layers, work: PathBuf) -> io::Result<Overlay> {
         for entry in fs::read_dir(&work)? {
             let entry = entry?;
+            if !entry
+                .file_name()
+                .as_encoded_bytes()
+                .starts_with(STAGE_PREFIX.as_bytes())
+            {
+                continue;
+            }
             let p = entry.path();
             if entry.file_type()?.is_dir() {
                 fs::remove_dir_all(&p)?;
@@ -89,7 +100,7 @@ impl Overlay {
     /// A fresh name in the work dir.
     fn staging(&self) -> PathBuf {
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
-        self.work.join(format!("stage-{n}"))
+        self.work.join(format!("{STAGE_PREFIX}{n}"))
     }
 
     /// The path node `ino` is reached through (ESTALE once it has none).

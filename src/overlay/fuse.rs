@@ -50,11 +50,18 @@ struct DirItem {
     name: OsString,
 }
 
+/// An open regular file: its node and backing file.
+#[derive(Debug)]
+struct OpenFile {
+    ino: u64,
+    file: File,
+}
+
 /// The overlay as a FUSE file system.
 #[derive(Debug)]
 pub struct OverlayFs {
     ov: Overlay,
-    files: RwLock<HashMap<u64, Arc<File>>>,
+    files: RwLock<HashMap<u64, Arc<OpenFile>>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirItem>>>>,
     next_fh: AtomicU64,
 }
@@ -78,22 +85,43 @@ impl OverlayFs {
         self.ov.path_of(ino.0).map_err(Errno::from)
     }
 
-    fn add_file(&self, file: File) -> FileHandle {
+    fn add_file(&self, ino: u64, file: File) -> FileHandle {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.files
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(fh, Arc::new(file));
+            .insert(fh, Arc::new(OpenFile { ino, file }));
         FileHandle(fh)
     }
 
-    fn file(&self, fh: FileHandle) -> Result<Arc<File>, Errno> {
+    fn file(&self, fh: FileHandle) -> Result<Arc<OpenFile>, Errno> {
         self.files
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&fh.0)
             .cloned()
             .ok_or(Errno::EBADF)
+    }
+
+    /// The metadata of node `ino`; for a node whose every name is gone but
+    /// that is still open (fstat after unlink), that of an open file of it.
+    fn stat(&self, ino: u64) -> io::Result<Metadata> {
+        match self.ov.stat(ino) {
+            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => {
+                let open = self
+                    .files
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .find(|f| f.ino == ino)
+                    .cloned();
+                match open {
+                    Some(f) => f.file.metadata(),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Replies with a new entry: takes a reference on its node.
@@ -264,11 +292,11 @@ impl Filesystem for OverlayFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         // An open file answers for itself (it may be unlinked already).
-        if let Some(file) = fh.and_then(|fh| self.file(fh).ok()) {
-            let meta = tri!(reply, file.metadata());
+        if let Some(open) = fh.and_then(|fh| self.file(fh).ok()) {
+            let meta = tri!(reply, open.file.metadata());
             return reply.attr(&TTL, &attr(ino.0, &meta));
         }
-        let meta = tri!(reply, self.ov.stat(ino.0));
+        let meta = tri!(reply, self.stat(ino.0));
         reply.attr(&TTL, &attr(ino.0, &meta));
     }
 
@@ -293,7 +321,10 @@ impl Filesystem for OverlayFs {
         let ino = ino.0;
         if let Some(size) = size {
             let file = fh.and_then(|fh| self.file(fh).ok());
-            tri!(reply, self.ov.truncate(ino, size, file.as_deref()));
+            tri!(
+                reply,
+                self.ov.truncate(ino, size, file.as_ref().map(|f| &f.file))
+            );
         }
         if uid.is_some() || gid.is_some() {
             tri!(reply, self.ov.chown(ino, uid, gid));
@@ -309,7 +340,7 @@ impl Filesystem for OverlayFs {
                     .utimens(ino, atime.map(set_time), mtime.map(set_time))
             );
         }
-        let meta = tri!(reply, self.ov.stat(ino));
+        let meta = tri!(reply, self.stat(ino));
         reply.attr(&TTL, &attr(ino, &meta));
     }
 
@@ -432,7 +463,7 @@ impl Filesystem for OverlayFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let (file, _upper) = tri!(reply, self.ov.open(ino.0, flags.0));
-        reply.opened(self.add_file(file), FopenFlags::FOPEN_KEEP_CACHE);
+        reply.opened(self.add_file(ino.0, file), FopenFlags::FOPEN_KEEP_CACHE);
     }
 
     fn read(
@@ -446,7 +477,8 @@ impl Filesystem for OverlayFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let file = tri!(reply, self.file(fh));
+        let open = tri!(reply, self.file(fh));
+        let file = &open.file;
         READ_BUF.with_borrow_mut(|buf| {
             let size = size as usize;
             if buf.len() < size {
@@ -478,8 +510,8 @@ impl Filesystem for OverlayFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let file = tri!(reply, self.file(fh));
-        tri!(reply, file.write_all_at(data, offset));
+        let open = tri!(reply, self.file(fh));
+        tri!(reply, open.file.write_all_at(data, offset));
         reply.written(data.len() as u32);
     }
 
@@ -519,13 +551,13 @@ impl Filesystem for OverlayFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let file = tri!(reply, self.file(fh));
+        let open = tri!(reply, self.file(fh));
         tri!(
             reply,
             if datasync {
-                file.sync_data()
+                open.file.sync_data()
             } else {
-                file.sync_all()
+                open.file.sync_all()
             }
         );
         reply.ok();
@@ -671,7 +703,7 @@ impl Filesystem for OverlayFs {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .lookup(&rel, None);
-        let fh = self.add_file(file);
+        let fh = self.add_file(ino, file);
         reply.created(
             &TTL,
             &attr(ino, &meta),

@@ -56,6 +56,10 @@ pub enum OverlayError {
         "the overlay work dir {work} is not on the same filesystem as the upper dir {upper}; copy-up renames from one to the other"
     )]
     WorkElsewhere { work: PathBuf, upper: PathBuf },
+    #[error(
+        "the overlay work dir {work} and the upper dir {upper} must be separate folders, neither inside the other"
+    )]
+    WorkInsideUpper { work: PathBuf, upper: PathBuf },
     #[error("cannot clean the overlay work dir {0}")]
     Work(PathBuf, #[source] io::Error),
     #[error(
@@ -121,6 +125,13 @@ impl Options {
         }
         let upper = dir(&self.upper)?;
         let work = dir(&self.work)?;
+        let (up, wk) = (canonical(&self.upper)?, canonical(&self.work)?);
+        if up.starts_with(&wk) || wk.starts_with(&up) {
+            return Err(OverlayError::WorkInsideUpper {
+                work: self.work.clone(),
+                upper: self.upper.clone(),
+            });
+        }
         if upper.dev() != work.dev() {
             return Err(OverlayError::WorkElsewhere {
                 work: self.work.clone(),
@@ -149,6 +160,11 @@ impl Options {
         config.clone_fd = true;
         config
     }
+}
+
+fn canonical(p: &Path) -> Result<PathBuf, OverlayError> {
+    p.canonicalize()
+        .map_err(|e| OverlayError::Layer(p.to_path_buf(), e))
 }
 
 /// Checks that this process can mount a FUSE file system at all, and says
