@@ -24,6 +24,7 @@
 pub mod cli;
 pub mod container;
 pub mod image;
+pub mod net;
 pub mod overlay;
 pub mod paths;
 pub mod registry;

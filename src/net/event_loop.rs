@@ -1,0 +1,683 @@
+//! The I/O around the [`Stack`]: one mio poll over the TAP, the stop pipe,
+//! the published ports and every host socket of a flow.
+//!
+//! Each turn: wait (no timeout beyond what smoltcp or the idle sweep
+//! needs, so an idle container costs nothing); note which sockets became
+//! ready (edge-triggered: a flag stays set until a call would block); read a
+//! batch of TAP frames into the stack; move bytes between host streams and
+//! smoltcp sockets as far as both sides allow; poll smoltcp; write its
+//! frames to the TAP. Backpressure is the socket buffers: a host stream is
+//! read only into free smoltcp buffer space, and smoltcp's window shrinks
+//! while the host does not take what the container sends.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant as StdInstant};
+
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp::State;
+use smoltcp::time::Instant;
+
+use super::publish::HostSocket;
+use super::stack::{self, Datagram, DatagramKind, Event, Stack};
+use super::{BoundPorts, NetConfig, NetError, PortMapping};
+
+const TAP: Token = Token(0);
+const STOP: Token = Token(1);
+const PORT_BASE: usize = 2;
+const FLOW_BASE: usize = 1 << 20;
+/// TAP frames read per turn before smoltcp gets to run.
+const RX_BATCH: usize = 64;
+/// At most this many UDP flows (each one host socket).
+const MAX_UDP_FLOWS: usize = 1024;
+const UDP_IDLE: Duration = Duration::from_secs(60);
+const DNS_IDLE: Duration = Duration::from_secs(10);
+const TCP_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+enum Flow {
+    Tcp(TcpFlow),
+    Udp(UdpFlow),
+}
+
+struct TcpFlow {
+    stream: TcpStream,
+    /// `None` while the host connect of this pending SYN runs.
+    handle: Option<SocketHandle>,
+    pending_id: u64,
+    readable: bool,
+    writable: bool,
+    /// The host sent FIN (we closed the smoltcp socket).
+    host_eof: bool,
+    /// The container sent FIN (we shut the host stream's write side).
+    shut_wr: bool,
+    /// Seen closed once; removed at the next turn, after smoltcp sent its RST.
+    closed_seen: bool,
+    last_active: StdInstant,
+}
+
+struct UdpFlow {
+    socket: UdpSocket,
+    key: (u16, SocketAddrV4),
+    /// Replies reach the container from here (the destination it used).
+    nat_src: SocketAddrV4,
+    last_active: StdInstant,
+    idle: Duration,
+}
+
+/// A `-p` UDP client: replies go back through the published socket.
+struct InboundUdp {
+    port_index: usize,
+    client: SocketAddr,
+    last_active: StdInstant,
+}
+
+enum Published {
+    Tcp(TcpListener, PortMapping),
+    Udp(UdpSocket, PortMapping),
+}
+
+pub struct EventLoop {
+    poll: Poll,
+    tap: File,
+    _stop: OwnedFd,
+    cfg: NetConfig,
+    stack: Stack,
+    start: StdInstant,
+    published: Vec<Published>,
+    flows: Vec<Option<Flow>>,
+    free: Vec<usize>,
+    pending: HashMap<u64, usize>,
+    udp_out: HashMap<(u16, SocketAddrV4), usize>,
+    /// (container port, client as the container sees it) → client.
+    udp_in: HashMap<(u16, SocketAddrV4), InboundUdp>,
+    tap_readable: bool,
+    datagram: Vec<u8>,
+    last_sweep: StdInstant,
+}
+
+fn io_err(step: &'static str) -> impl FnOnce(io::Error) -> NetError {
+    move |source| NetError::Io { step, source }
+}
+
+impl EventLoop {
+    pub fn new(
+        tap: OwnedFd,
+        cfg: NetConfig,
+        ports: BoundPorts,
+        stop: OwnedFd,
+    ) -> Result<EventLoop, NetError> {
+        let poll = Poll::new().map_err(io_err("create the poll"))?;
+        let flags =
+            fcntl(&tap, FcntlArg::F_GETFL).map_err(|e| io_err("read the TAP's flags")(e.into()))?;
+        fcntl(
+            &tap,
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| io_err("make the TAP non-blocking")(e.into()))?;
+        let registry = poll.registry();
+        registry
+            .register(&mut SourceFd(&tap.as_raw_fd()), TAP, Interest::READABLE)
+            .map_err(io_err("watch the TAP"))?;
+        registry
+            .register(&mut SourceFd(&stop.as_raw_fd()), STOP, Interest::READABLE)
+            .map_err(io_err("watch the stop pipe"))?;
+        let mut published = Vec::new();
+        for (i, (map, socket)) in ports.ports.into_iter().enumerate() {
+            let token = Token(PORT_BASE + i);
+            let entry = match socket {
+                HostSocket::Tcp(listener) => {
+                    listener
+                        .set_nonblocking(true)
+                        .map_err(io_err("make a published port non-blocking"))?;
+                    let mut listener = TcpListener::from_std(listener);
+                    registry
+                        .register(&mut listener, token, Interest::READABLE)
+                        .map_err(io_err("watch a published port"))?;
+                    Published::Tcp(listener, map)
+                }
+                HostSocket::Udp(socket) => {
+                    socket
+                        .set_nonblocking(true)
+                        .map_err(io_err("make a published port non-blocking"))?;
+                    let mut socket = UdpSocket::from_std(socket);
+                    registry
+                        .register(&mut socket, token, Interest::READABLE)
+                        .map_err(io_err("watch a published port"))?;
+                    Published::Udp(socket, map)
+                }
+            };
+            published.push(entry);
+        }
+        let start = StdInstant::now();
+        Ok(EventLoop {
+            poll,
+            tap: File::from(tap),
+            _stop: stop,
+            stack: Stack::new(cfg.mtu, cfg.allow_host_loopback, Instant::from_micros(0)),
+            cfg,
+            start,
+            published,
+            flows: Vec::new(),
+            free: Vec::new(),
+            pending: HashMap::new(),
+            udp_out: HashMap::new(),
+            udp_in: HashMap::new(),
+            tap_readable: true,
+            datagram: vec![0; 65536],
+            last_sweep: start,
+        })
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.start.elapsed().as_micros() as i64)
+    }
+
+    pub fn run(mut self) -> Result<(), NetError> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = self.timeout();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(io_err("wait for events")(err)),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    TAP => self.tap_readable = true,
+                    STOP => return Ok(()),
+                    Token(t) if t >= FLOW_BASE => self.flow_event(
+                        t - FLOW_BASE,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_writable() || event.is_write_closed(),
+                    ),
+                    Token(t) => self.port_event(t - PORT_BASE),
+                }
+            }
+            self.turn();
+        }
+    }
+
+    /// How long the next wait may last.
+    fn timeout(&mut self) -> Option<Duration> {
+        if self.tap_readable || self.stack.busy() {
+            return Some(Duration::ZERO);
+        }
+        let now = self.now();
+        let mut timeout = self.stack.poll_delay(now);
+        if self.flows.len() > self.free.len() || !self.udp_in.is_empty() {
+            let sweep = SWEEP_EVERY.saturating_sub(self.last_sweep.elapsed());
+            timeout = Some(timeout.map_or(sweep, |t| t.min(sweep)));
+        }
+        timeout
+    }
+
+    /// One round of work after the events were noted.
+    fn turn(&mut self) {
+        if self.tap_readable {
+            self.read_tap();
+        }
+        for _ in 0..8 {
+            self.service_flows();
+            let now = self.now();
+            self.stack.poll(now);
+            self.start_connects();
+            let wrote = self.write_tap();
+            // Freed buffer space or new data may let the splice go on.
+            if !wrote && !self.stack.busy() {
+                break;
+            }
+        }
+        self.service_flows();
+        if self.last_sweep.elapsed() >= SWEEP_EVERY {
+            self.sweep();
+        }
+    }
+
+    fn read_tap(&mut self) {
+        for _ in 0..RX_BATCH {
+            let mut frame = self.stack.frame();
+            match self.tap.read(frame.buffer_mut()) {
+                Ok(0) => {
+                    self.stack.recycle(frame);
+                    self.tap_readable = false;
+                    return;
+                }
+                Ok(n) => {
+                    frame.set_len(n);
+                    if let Some(dgram) = self.stack.ingress(frame) {
+                        self.datagram_out(dgram);
+                    }
+                }
+                Err(err) => {
+                    self.stack.recycle(frame);
+                    if err.kind() != io::ErrorKind::Interrupted {
+                        self.tap_readable = false;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes smoltcp's frames; returns whether any was written.
+    fn write_tap(&mut self) -> bool {
+        let mut wrote = false;
+        while let Some(frame) = self.stack.pop_tx() {
+            // A full TAP queue or a down link drops the frame, as a wire
+            // would; TCP retransmits.
+            let _ = self.tap.write(frame.data());
+            self.stack.recycle(frame);
+            wrote = true;
+        }
+        wrote
+    }
+
+    fn add_flow(&mut self, flow: Flow) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.flows[i] = Some(flow);
+                i
+            }
+            None => {
+                self.flows.push(Some(flow));
+                self.flows.len() - 1
+            }
+        }
+    }
+
+    fn drop_flow(&mut self, i: usize) {
+        let Some(flow) = self.flows[i].take() else {
+            return;
+        };
+        self.free.push(i);
+        match flow {
+            Flow::Tcp(mut tcp) => {
+                let _ = self.poll.registry().deregister(&mut tcp.stream);
+                match tcp.handle {
+                    Some(h) => self.stack.remove(h),
+                    None => {
+                        self.pending.remove(&tcp.pending_id);
+                        self.stack.forget_pending(tcp.pending_id);
+                    }
+                }
+            }
+            Flow::Udp(mut udp) => {
+                let _ = self.poll.registry().deregister(&mut udp.socket);
+                self.udp_out.remove(&udp.key);
+            }
+        }
+    }
+
+    /// Host connects for the SYNs the stack is holding.
+    fn start_connects(&mut self) {
+        while let Some(Event::Connect { id, to }) = self.stack.take_event() {
+            let stream = match TcpStream::connect(to) {
+                Ok(stream) => stream,
+                Err(_) => {
+                    self.stack.connected(id, false);
+                    continue;
+                }
+            };
+            let i = self.add_flow(Flow::Tcp(TcpFlow::new(stream, None, id)));
+            if let Some(Flow::Tcp(tcp)) = &mut self.flows[i]
+                && self
+                    .poll
+                    .registry()
+                    .register(
+                        &mut tcp.stream,
+                        Token(FLOW_BASE + i),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .is_err()
+            {
+                self.drop_flow(i);
+                self.stack.connected(id, false);
+                continue;
+            }
+            self.pending.insert(id, i);
+        }
+    }
+
+    fn flow_event(&mut self, i: usize, readable: bool, writable: bool) {
+        match self.flows.get_mut(i) {
+            Some(Some(Flow::Tcp(tcp))) => {
+                tcp.readable |= readable;
+                tcp.writable |= writable;
+                if tcp.handle.is_none() && (readable || writable) {
+                    self.finish_connect(i);
+                }
+            }
+            Some(Some(Flow::Udp(_))) if readable => self.udp_replies(i),
+            _ => {}
+        }
+    }
+
+    /// A pending host connect became ready: done, failed, or spurious.
+    fn finish_connect(&mut self, i: usize) {
+        let Some(Some(Flow::Tcp(tcp))) = self.flows.get_mut(i) else {
+            return;
+        };
+        let ok = match tcp.stream.take_error() {
+            Ok(Some(_)) | Err(_) => false,
+            Ok(None) => match tcp.stream.peer_addr() {
+                Ok(_) => true,
+                Err(err) if err.kind() == io::ErrorKind::NotConnected => return,
+                Err(_) => false,
+            },
+        };
+        let id = tcp.pending_id;
+        self.pending.remove(&id);
+        if !ok {
+            self.stack.connected(id, false);
+            // Flow i holds no handle: free its slot without touching the stack.
+            if let Some(Flow::Tcp(mut tcp)) = self.flows[i].take() {
+                let _ = self.poll.registry().deregister(&mut tcp.stream);
+            }
+            self.free.push(i);
+            return;
+        }
+        let _ = tcp.stream.set_nodelay(true);
+        match self.stack.connected(id, true) {
+            Some(h) => tcp.handle = Some(h),
+            None => {
+                if let Some(Flow::Tcp(mut tcp)) = self.flows[i].take() {
+                    let _ = self.poll.registry().deregister(&mut tcp.stream);
+                }
+                self.free.push(i);
+            }
+        }
+    }
+
+    fn port_event(&mut self, index: usize) {
+        match self.published.get(index) {
+            Some(Published::Tcp(..)) => self.accept(index),
+            Some(Published::Udp(..)) => self.udp_inbound(index),
+            None => {}
+        }
+    }
+
+    /// Accepts `-p` clients and opens their connections into the container.
+    fn accept(&mut self, index: usize) {
+        loop {
+            let Some(Published::Tcp(listener, map)) = self.published.get(index) else {
+                return;
+            };
+            let port = map.container_port;
+            let (stream, client) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                // ECONNABORTED, EMFILE...: skip this one; a full fd table
+                // resolves as flows end.
+                Err(_) => return,
+            };
+            let now = self.now();
+            let Some(handle) =
+                self.stack
+                    .open_inbound(client, port, !self.cfg.keep_gateway_source, now)
+            else {
+                continue; // dropping the stream closes it
+            };
+            let _ = stream.set_nodelay(true);
+            let mut flow = TcpFlow::new(stream, Some(handle), 0);
+            flow.writable = true;
+            let i = self.add_flow(Flow::Tcp(flow));
+            if let Some(Flow::Tcp(tcp)) = &mut self.flows[i]
+                && self
+                    .poll
+                    .registry()
+                    .register(
+                        &mut tcp.stream,
+                        Token(FLOW_BASE + i),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .is_err()
+            {
+                self.drop_flow(i);
+            }
+        }
+    }
+
+    /// Datagrams from `-p` UDP clients, into the container.
+    fn udp_inbound(&mut self, index: usize) {
+        loop {
+            let Some(Published::Udp(socket, map)) = self.published.get(index) else {
+                return;
+            };
+            let port = map.container_port;
+            let (n, client) = match socket.recv_from(&mut self.datagram) {
+                Ok(got) => got,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let seen = SocketAddrV4::new(
+                stack::visible_source(client.ip(), !self.cfg.keep_gateway_source),
+                client.port(),
+            );
+            if self.udp_in.len() < MAX_UDP_FLOWS || self.udp_in.contains_key(&(port, seen)) {
+                self.udp_in.insert(
+                    (port, seen),
+                    InboundUdp {
+                        port_index: index,
+                        client,
+                        last_active: StdInstant::now(),
+                    },
+                );
+                self.stack.udp_to_container(seen, port, &self.datagram[..n]);
+            }
+        }
+    }
+
+    /// Replies on an outbound UDP flow, back to the container.
+    fn udp_replies(&mut self, i: usize) {
+        loop {
+            let Some(Some(Flow::Udp(udp))) = self.flows.get_mut(i) else {
+                return;
+            };
+            match udp.socket.recv(&mut self.datagram) {
+                Ok(n) => {
+                    udp.last_active = StdInstant::now();
+                    let (from, port) = (udp.nat_src, udp.key.0);
+                    self.stack.udp_to_container(from, port, &self.datagram[..n]);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                // WouldBlock, or an ICMP error reported on the socket.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// A datagram the container sent to somewhere outside.
+    fn datagram_out(&mut self, dgram: Datagram) {
+        if let DatagramKind::Udp { src, dst, payload } = &dgram.kind {
+            self.udp_out(*src, *dst, &dgram.frame.data()[payload.clone()]);
+        }
+        // Echo requests to other hosts need an unprivileged ICMP socket;
+        // without one the request is dropped and ping times out.
+        self.stack.recycle(dgram.frame);
+    }
+
+    fn udp_out(&mut self, src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) {
+        if *src.ip() != stack::CONTAINER_IP {
+            return;
+        }
+        // A reply to a -p client?
+        if let Some(inbound) = self.udp_in.get_mut(&(src.port(), dst)) {
+            inbound.last_active = StdInstant::now();
+            if let Some(Published::Udp(socket, _)) = self.published.get(inbound.port_index) {
+                let _ = socket.send_to(payload, inbound.client);
+            }
+            return;
+        }
+        let key = (src.port(), dst);
+        let i = match self.udp_out.get(&key) {
+            Some(&i) => i,
+            None => match self.open_udp(key) {
+                Some(i) => i,
+                None => return,
+            },
+        };
+        if let Some(Some(Flow::Udp(udp))) = self.flows.get_mut(i) {
+            udp.last_active = StdInstant::now();
+            let _ = udp.socket.send(payload);
+        }
+    }
+
+    fn open_udp(&mut self, key: (u16, SocketAddrV4)) -> Option<usize> {
+        if self.udp_out.len() >= MAX_UDP_FLOWS {
+            return None;
+        }
+        let dns = self.cfg.dns_servers.first().copied();
+        let to = stack::nat_destination(key.1, self.cfg.allow_host_loopback, dns, true)?;
+        let any: IpAddr = match to {
+            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let socket = UdpSocket::bind(SocketAddr::new(any, 0)).ok()?;
+        socket.connect(to).ok()?;
+        let idle = if *key.1.ip() == stack::DNS_IP {
+            DNS_IDLE
+        } else {
+            UDP_IDLE
+        };
+        let flow = UdpFlow {
+            socket,
+            key,
+            nat_src: key.1,
+            last_active: StdInstant::now(),
+            idle,
+        };
+        let i = self.add_flow(Flow::Udp(flow));
+        if let Some(Flow::Udp(udp)) = &mut self.flows[i]
+            && self
+                .poll
+                .registry()
+                .register(&mut udp.socket, Token(FLOW_BASE + i), Interest::READABLE)
+                .is_err()
+        {
+            self.flows[i] = None;
+            self.free.push(i);
+            return None;
+        }
+        self.udp_out.insert(key, i);
+        Some(i)
+    }
+
+    /// Moves data both ways on every connected TCP flow; ends finished ones.
+    fn service_flows(&mut self) {
+        for i in 0..self.flows.len() {
+            let Some(Some(Flow::Tcp(tcp))) = self.flows.get_mut(i) else {
+                continue;
+            };
+            let Some(handle) = tcp.handle else { continue };
+            let socket = self.stack.socket(handle);
+            if !tcp.splice(socket) {
+                self.drop_flow(i);
+            }
+        }
+    }
+
+    /// Ends flows idle for too long.
+    fn sweep(&mut self) {
+        self.last_sweep = StdInstant::now();
+        for i in 0..self.flows.len() {
+            let expired = match &self.flows[i] {
+                Some(Flow::Tcp(tcp)) => tcp.last_active.elapsed() > TCP_IDLE,
+                Some(Flow::Udp(udp)) => udp.last_active.elapsed() > udp.idle,
+                None => false,
+            };
+            if expired {
+                if let Some(Some(Flow::Tcp(tcp))) = self.flows.get(i)
+                    && let Some(h) = tcp.handle
+                {
+                    self.stack.socket(h).abort();
+                }
+                self.drop_flow(i);
+            }
+        }
+        self.udp_in
+            .retain(|_, inbound| inbound.last_active.elapsed() <= UDP_IDLE);
+    }
+}
+
+impl TcpFlow {
+    fn new(stream: TcpStream, handle: Option<SocketHandle>, pending_id: u64) -> TcpFlow {
+        TcpFlow {
+            stream,
+            handle,
+            pending_id,
+            readable: false,
+            writable: false,
+            host_eof: false,
+            shut_wr: false,
+            closed_seen: false,
+            last_active: StdInstant::now(),
+        }
+    }
+
+    /// Splices both directions as far as they go; returns false when the
+    /// flow is over.
+    fn splice(&mut self, socket: &mut smoltcp::socket::tcp::Socket<'static>) -> bool {
+        match socket.state() {
+            State::Closed | State::TimeWait => {
+                if self.closed_seen {
+                    return false;
+                }
+                self.closed_seen = true;
+                return true;
+            }
+            State::Listen | State::SynSent | State::SynReceived => return true,
+            _ => {}
+        }
+        // Container → host.
+        while self.writable && socket.can_recv() {
+            let stream = &mut self.stream;
+            match socket.recv(|buf| match stream.write(buf) {
+                Ok(n) => (n, Ok(n)),
+                Err(err) => (0, Err(err)),
+            }) {
+                Ok(Ok(_)) => self.last_active = StdInstant::now(),
+                Ok(Err(err)) if err.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(_)) | Err(_) => {
+                    socket.abort();
+                    return true;
+                }
+            }
+        }
+        if !self.shut_wr && !socket.may_recv() && socket.recv_queue() == 0 {
+            // The container sent FIN and everything before it is written.
+            let _ = self.stream.shutdown(Shutdown::Write);
+            self.shut_wr = true;
+        }
+        // Host → container.
+        while self.readable && !self.host_eof && socket.can_send() {
+            let stream = &mut self.stream;
+            match socket.send(|buf| match stream.read(buf) {
+                Ok(n) => (n, Ok(n)),
+                Err(err) => (0, Err(err)),
+            }) {
+                Ok(Ok(0)) => {
+                    self.host_eof = true;
+                    socket.close();
+                }
+                Ok(Ok(_)) => self.last_active = StdInstant::now(),
+                Ok(Err(err)) if err.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(_)) | Err(_) => {
+                    socket.abort();
+                    return true;
+                }
+            }
+        }
+        true
+    }
+}

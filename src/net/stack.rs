@@ -1,0 +1,439 @@
+//! The core: smoltcp's interface and TCP sockets, plus the bookkeeping of
+//! NAT flows. It does no I/O and reads no clock: frames come in through
+//! [`Stack::ingress`], go out through [`Stack::pop_tx`], time is passed to
+//! [`Stack::poll`], and what needs a host socket is asked of the caller as
+//! an [`Event`] (TCP) or returned as a [`Datagram`] (UDP, echo).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ops::Range;
+use std::time::Duration;
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration as SmolDuration, Instant};
+use smoltcp::wire::{
+    EthernetAddress, EthernetProtocol, HardwareAddress, IpCidr, IpEndpoint, IpListenEndpoint,
+};
+
+use super::device::{Frame, Frames};
+use super::wire::{self, Inspected};
+
+pub const DEFAULT_MTU: usize = 65520;
+pub const CONTAINER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
+pub const GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+pub const DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+/// The gateway's MAC, as slirp4netns's (52:55 + the address).
+pub const GATEWAY_MAC: EthernetAddress = EthernetAddress([0x52, 0x55, 10, 0, 2, 2]);
+/// At most this many TCP connections at once (pending ones included).
+pub const MAX_TCP_FLOWS: usize = 4096;
+/// Each direction of each TCP connection buffers this much. smoltcp scales
+/// the window to it. The pages are touched only as data flows.
+const TCP_BUFFER: usize = 512 * 1024;
+
+/// A host socket the stack needs made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Connect a host TCP socket to `to`, then call [`Stack::connected`].
+    Connect { id: u64, to: SocketAddr },
+}
+
+/// A datagram from the container that leaves through a host socket. The
+/// payload is `frame.data()[payload]`; give the frame back with
+/// [`Stack::recycle`].
+#[derive(Debug)]
+pub struct Datagram {
+    pub frame: Frame,
+    pub kind: DatagramKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatagramKind {
+    Udp {
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        payload: Range<usize>,
+    },
+    Echo {
+        dst: Ipv4Addr,
+        ident: u16,
+        seq: u16,
+        data: Range<usize>,
+    },
+}
+
+/// A SYN waiting for its host connect.
+#[derive(Debug)]
+struct Pending {
+    frame: Frame,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+}
+
+/// (container-side endpoint, our endpoint) of a TCP connection.
+type FlowKey = (SocketAddrV4, SocketAddrV4);
+
+/// Where a container's outbound connection or datagram really goes.
+pub fn nat_destination(
+    dst: SocketAddrV4,
+    allow_host_loopback: bool,
+    dns: Option<SocketAddr>,
+    udp: bool,
+) -> Option<SocketAddr> {
+    let ip = *dst.ip();
+    if ip == GATEWAY_IP {
+        return allow_host_loopback
+            .then(|| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), dst.port()));
+    }
+    if ip == DNS_IP {
+        return (udp && dst.port() == 53).then_some(dns).flatten();
+    }
+    let internal = ip.octets()[..3] == [10, 0, 2];
+    if internal || ip.is_broadcast() || ip.is_multicast() || ip.is_unspecified() || ip.is_loopback()
+    {
+        return None;
+    }
+    Some(SocketAddr::V4(dst))
+}
+
+pub struct Stack {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    dev: Frames,
+    container_mac: Option<EthernetAddress>,
+    allow_host_loopback: bool,
+    flows: HashMap<FlowKey, SocketHandle>,
+    keys: HashMap<SocketHandle, FlowKey>,
+    pending: HashMap<u64, Pending>,
+    pending_keys: HashMap<FlowKey, u64>,
+    next_id: u64,
+    events: VecDeque<Event>,
+}
+
+impl Stack {
+    pub fn new(mtu: usize, allow_host_loopback: bool, now: Instant) -> Stack {
+        let mut dev = Frames::new(mtu);
+        let mut config = Config::new(HardwareAddress::Ethernet(GATEWAY_MAC));
+        config.random_seed = u64::from(std::process::id()) ^ now.total_micros() as u64;
+        let mut iface = Interface::new(config, &mut dev, now);
+        iface.update_ip_addrs(|addrs| {
+            let _ = addrs.push(IpCidr::new(GATEWAY_IP.into(), 24));
+        });
+        // Accept packets for every address: each one is a NAT destination.
+        iface.set_any_ip(true);
+        Stack {
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            dev,
+            container_mac: None,
+            allow_host_loopback,
+            flows: HashMap::new(),
+            keys: HashMap::new(),
+            pending: HashMap::new(),
+            pending_keys: HashMap::new(),
+            next_id: 1,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// A buffer to read one frame from the TAP into.
+    pub fn frame(&mut self) -> Frame {
+        self.dev.frame()
+    }
+    pub fn recycle(&mut self, frame: Frame) {
+        self.dev.recycle(frame);
+    }
+    /// The next frame for the container.
+    pub fn pop_tx(&mut self) -> Option<Frame> {
+        self.dev.pop_tx()
+    }
+    pub fn take_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+    pub fn tcp_flow_count(&self) -> usize {
+        self.keys.len() + self.pending.len()
+    }
+
+    /// Takes one frame from the container. TCP and ARP go to smoltcp (a new
+    /// connection's SYN waits for its host connect); UDP and echo requests
+    /// to other hosts come back as a [`Datagram`]; the rest is answered here
+    /// or dropped.
+    pub fn ingress(&mut self, frame: Frame) -> Option<Datagram> {
+        let Some((src_mac, inspected)) = wire::inspect(frame.data()) else {
+            self.dev.recycle(frame);
+            return None;
+        };
+        match inspected {
+            Inspected::NotIpv4 {
+                ethertype: EthernetProtocol::Arp,
+            } => self.dev.push_rx(frame),
+            Inspected::NotIpv4 { .. } | Inspected::Other => self.dev.recycle(frame),
+            Inspected::Tcp { src, dst, syn_only } => {
+                self.learn(src_mac, *src.ip());
+                self.tcp_ingress(frame, src, dst, syn_only);
+            }
+            Inspected::Udp { src, dst, payload } => {
+                self.learn(src_mac, *src.ip());
+                return Some(Datagram {
+                    frame,
+                    kind: DatagramKind::Udp { src, dst, payload },
+                });
+            }
+            Inspected::EchoRequest {
+                src,
+                dst,
+                ident,
+                seq,
+                data,
+            } => {
+                self.learn(src_mac, src);
+                if dst == GATEWAY_IP || dst == DNS_IP {
+                    let payload = frame.data()[data].to_vec();
+                    self.echo_reply(dst, ident, seq, &payload);
+                    self.dev.recycle(frame);
+                } else {
+                    return Some(Datagram {
+                        frame,
+                        kind: DatagramKind::Echo {
+                            dst,
+                            ident,
+                            seq,
+                            data,
+                        },
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// The container's MAC is that of its frames from its own address.
+    fn learn(&mut self, mac: EthernetAddress, ip: Ipv4Addr) {
+        if ip == CONTAINER_IP && mac.is_unicast() {
+            self.container_mac = Some(mac);
+        }
+    }
+
+    fn tcp_ingress(&mut self, frame: Frame, src: SocketAddrV4, dst: SocketAddrV4, syn_only: bool) {
+        let key = (src, dst);
+        if !syn_only || self.flows.contains_key(&key) {
+            return self.dev.push_rx(frame);
+        }
+        if self.pending_keys.contains_key(&key) {
+            // A retransmitted SYN while the host connect runs.
+            return self.dev.recycle(frame);
+        }
+        let target = nat_destination(dst, self.allow_host_loopback, None, false);
+        match target {
+            Some(to) if *src.ip() == CONTAINER_IP && self.tcp_flow_count() < MAX_TCP_FLOWS => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.pending.insert(
+                    id,
+                    Pending {
+                        frame,
+                        local: dst,
+                        remote: src,
+                    },
+                );
+                self.pending_keys.insert(key, id);
+                self.events.push_back(Event::Connect { id, to });
+            }
+            // No socket takes it, so smoltcp answers with a RST.
+            _ => self.dev.push_rx(frame),
+        }
+    }
+
+    /// The host connect of `id` finished. On success the SYN reaches a new
+    /// socket listening on its destination, whose handle is returned; on
+    /// failure it reaches none, and the container gets a RST.
+    pub fn connected(&mut self, id: u64, ok: bool) -> Option<SocketHandle> {
+        let pending = self.pending.remove(&id)?;
+        let key = (pending.remote, pending.local);
+        self.pending_keys.remove(&key);
+        let mut handle = None;
+        if ok {
+            let mut socket = new_tcp_socket();
+            if socket
+                .listen(IpListenEndpoint::from(endpoint(pending.local)))
+                .is_ok()
+            {
+                let h = self.sockets.add(socket);
+                self.flows.insert(key, h);
+                self.keys.insert(h, key);
+                handle = Some(h);
+            }
+        }
+        self.dev.push_rx(pending.frame);
+        handle
+    }
+
+    /// Opens a connection to the container's `port` for a `-p` client,
+    /// from `client` (its real address when `real_source`, else the
+    /// gateway's). Returns `None` when flows are exhausted.
+    pub fn open_inbound(
+        &mut self,
+        client: SocketAddr,
+        port: u16,
+        real_source: bool,
+        now: Instant,
+    ) -> Option<SocketHandle> {
+        if self.tcp_flow_count() >= MAX_TCP_FLOWS {
+            return None;
+        }
+        let remote = SocketAddrV4::new(CONTAINER_IP, port);
+        let mut local = SocketAddrV4::new(
+            visible_source(client.ip(), real_source),
+            client.port().max(1),
+        );
+        // Two clients may look alike once mapped (127.0.0.1 and 127.0.0.2
+        // are both the gateway): pick another port then.
+        let mut tries = 0u32;
+        while self.flows.contains_key(&(remote, local))
+            || self.pending_keys.contains_key(&(remote, local))
+        {
+            tries += 1;
+            if tries > 64 {
+                return None;
+            }
+            let port = 49152
+                + ((u64::from(local.port()) * 7919 + now.total_micros() as u64 + u64::from(tries))
+                    % 16384) as u16;
+            local.set_port(port);
+        }
+        let mut socket = new_tcp_socket();
+        socket
+            .connect(self.iface.context(), endpoint(remote), endpoint(local))
+            .ok()?;
+        let h = self.sockets.add(socket);
+        self.flows.insert((remote, local), h);
+        self.keys.insert(h, (remote, local));
+        Some(h)
+    }
+
+    /// Forgets a finished connection.
+    pub fn remove(&mut self, handle: SocketHandle) {
+        if let Some(key) = self.keys.remove(&handle) {
+            self.flows.remove(&key);
+            self.sockets.remove(handle);
+        }
+    }
+
+    /// Drops a SYN whose host connect is abandoned (e.g. at shutdown).
+    pub fn forget_pending(&mut self, id: u64) {
+        if let Some(p) = self.pending.remove(&id) {
+            self.pending_keys.remove(&(p.remote, p.local));
+            self.dev.recycle(p.frame);
+        }
+    }
+
+    pub fn socket(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(handle)
+    }
+
+    /// Sends a datagram to the container's `port`, from `from`.
+    pub fn udp_to_container(&mut self, from: SocketAddrV4, port: u16, payload: &[u8]) -> bool {
+        let Some(mac) = self.container_mac else {
+            return false;
+        };
+        let len = wire::udp_frame_len(payload.len());
+        let mut frame = self.dev.frame();
+        if len > frame.buffer_mut().len() {
+            self.dev.recycle(frame);
+            return false;
+        }
+        frame.set_len(len);
+        wire::emit_udp(
+            frame.data_mut(),
+            (GATEWAY_MAC, mac),
+            from,
+            SocketAddrV4::new(CONTAINER_IP, port),
+            payload,
+        );
+        self.dev.push_tx(frame);
+        true
+    }
+
+    /// Sends an echo reply from `from` to the container.
+    pub fn echo_reply(&mut self, from: Ipv4Addr, ident: u16, seq: u16, data: &[u8]) {
+        let Some(mac) = self.container_mac else {
+            return;
+        };
+        let mut frame = self.dev.frame();
+        let len = wire::echo_frame_len(data.len());
+        if len > frame.buffer_mut().len() {
+            return self.dev.recycle(frame);
+        }
+        frame.set_len(len);
+        wire::emit_echo_reply(
+            frame.data_mut(),
+            (GATEWAY_MAC, mac),
+            (from, CONTAINER_IP),
+            ident,
+            seq,
+            data,
+        );
+        self.dev.push_tx(frame);
+    }
+
+    /// Runs smoltcp: processes queued frames, sends what sockets have.
+    /// Returns whether any socket may have changed.
+    pub fn poll(&mut self, now: Instant) -> bool {
+        let changed = self.iface.poll(now, &mut self.dev, &mut self.sockets);
+        changed == smoltcp::iface::PollResult::SocketStateChanged
+    }
+
+    /// Whether frames wait: for smoltcp (poll again) or for the TAP.
+    pub fn busy(&self) -> bool {
+        self.dev.rx_pending() || self.dev.tx_full()
+    }
+
+    /// How long until smoltcp needs polling again (`None`: not until
+    /// something happens).
+    pub fn poll_delay(&mut self, now: Instant) -> Option<Duration> {
+        self.iface
+            .poll_delay(now, &self.sockets)
+            .map(|d| Duration::from_micros(d.total_micros()))
+    }
+}
+
+/// The address the container sees for a `-p` client: the real one, except
+/// that loopback and IPv6 clients (which the container's kernel would drop
+/// or cannot route) are shown as the gateway, which stands for the host.
+pub fn visible_source(client: IpAddr, real_source: bool) -> Ipv4Addr {
+    let v4 = match client {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+    };
+    match v4 {
+        Some(v4)
+            if real_source
+                && !v4.is_loopback()
+                && !v4.is_unspecified()
+                && v4.octets()[..3] != [10, 0, 2] =>
+        {
+            v4
+        }
+        _ => GATEWAY_IP,
+    }
+}
+
+fn endpoint(addr: SocketAddrV4) -> IpEndpoint {
+    IpEndpoint::new((*addr.ip()).into(), addr.port())
+}
+
+fn new_tcp_socket() -> tcp::Socket<'static> {
+    let rx = tcp::SocketBuffer::new(vec![0; TCP_BUFFER]);
+    let tx = tcp::SocketBuffer::new(vec![0; TCP_BUFFER]);
+    let mut socket = tcp::Socket::new(rx, tx);
+    // The splice forwards what it reads at once; Nagle would only delay
+    // request/response traffic.
+    socket.set_nagle_enabled(false);
+    // A peer that stops acknowledging for this long is gone.
+    socket.set_timeout(Some(SmolDuration::from_secs(120)));
+    socket
+}
+
+#[cfg(test)]
+#[path = "stack_tests.rs"]
+mod tests;
