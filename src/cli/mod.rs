@@ -11,6 +11,7 @@ mod inspect;
 mod lifecycle;
 mod logs;
 mod overlay;
+mod port;
 mod ps;
 mod registry;
 mod run;
@@ -68,6 +69,7 @@ enum Command {
     Wait(lifecycle::WaitArgs),
     Ps(ps::PsArgs),
     Logs(logs::LogsArgs),
+    Port(port::PortArgs),
     Inspect(inspect::InspectArgs),
     Import(images::ImportArgs),
     Images(images::ImagesArgs),
@@ -120,6 +122,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Wait(a) => lifecycle::wait(&dirs, a),
         Command::Ps(a) => ps::run(&dirs, a),
         Command::Logs(a) => logs::run(&dirs, a),
+        Command::Port(a) => port::run(&dirs, a),
         Command::Inspect(a) => inspect::run(&dirs, a),
         Command::Import(a) => images::import(&dirs, a),
         Command::Images(a) => images::images(&dirs, a),

@@ -46,6 +46,34 @@ fn human_since(stamp: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The PORTS column: `0.0.0.0:8080->80/tcp, ...`, from the bound ports of
+/// a running container.
+pub fn ports_text(dirs: &Dirs, id: &str, s: &Status) -> String {
+    if !matches!(s, Status::Running { .. }) {
+        return String::new();
+    }
+    container::record::load_runtime(dirs, id)
+        .map(|rt| {
+            rt.ports
+                .iter()
+                .map(port_text)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+pub fn port_text(p: &crate::net::PortMapping) -> String {
+    let host = match p.host_ip {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!(
+        "{host}:{}->{}/{}",
+        p.host_port, p.container_port, p.protocol
+    )
+}
+
 /// The COMMAND column: the command line quoted, as Docker shows it.
 fn command_text(cmd: &[String], no_trunc: bool) -> String {
     let joined = cmd.join(" ");
@@ -86,7 +114,7 @@ pub fn run(dirs: &Dirs, a: PsArgs) -> Result<i32> {
                         command_text(&r.command, a.no_trunc),
                         timefmt::ago(&r.created),
                         status_text(s),
-                        String::new(),
+                        ports_text(dirs, &r.id, s),
                         r.name.clone(),
                     ]
                 })
@@ -118,7 +146,7 @@ pub fn run(dirs: &Dirs, a: PsArgs) -> Result<i32> {
                     "Status": status_text(s),
                     "State": s.word(),
                     "ExitCode": r.last.exit_code,
-                    "Ports": "",
+                    "Ports": ports_text(dirs, &r.id, s),
                     "Names": r.name,
                     "Labels": r.config.labels,
                 });

@@ -28,9 +28,15 @@ pub struct ContainerOpts {
     /// Container hostname [default: the first 12 characters of the id]
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Network: none (only loopback) or host (share burrow's network namespace)
-    #[arg(long = "network", alias = "net", default_value = "none")]
+    /// Network: slirp4netns[:allow_host_loopback=false] (userspace NAT; the container is 10.0.2.100, the host's loopback is 10.0.2.2), none (only loopback) or host (burrow's network namespace)
+    #[arg(long = "network", alias = "net", default_value = "slirp4netns")]
     pub network: String,
+    /// Publish a container port on the host: [IP:]HOSTPORT[-END]:CTRPORT[-END][/tcp|/udp]
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// Add a Linux capability (e.g. NET_ADMIN, or ALL)
     #[arg(long = "cap-add", value_name = "CAP")]
     pub cap_add: Vec<String>,
@@ -70,7 +76,7 @@ pub struct ContainerOpts {
 /// Create and start a container
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  burrow run --rm busybox sh -c 'id; hostname'\n  burrow run -d --name web -e GREETING=hi -w /tmp busybox httpd -f -p 8000\n  burrow run --rm -v \"$PWD\":/work:ro busybox ls /work\n  burrow run --rm --user 1000:1000 --hostname box busybox id"
+    after_help = "Examples:\n  burrow run --rm busybox sh -c 'id; hostname'\n  burrow run -d --name web -p 8080:80 busybox httpd -f -p 80\n  burrow run --rm -v \"$PWD\":/work:ro busybox ls /work\n  burrow run --rm --user 1000:1000 --hostname box busybox id"
 )]
 pub struct RunArgs {
     /// Run in the background and print the container id
@@ -107,6 +113,8 @@ impl ContainerOpts {
             interactive: self.interactive,
             auto_remove: self.rm,
             storage_driver: self.storage_driver.clone(),
+            publish: self.publish.clone(),
+            publish_all: self.publish_all,
         }
     }
 }

@@ -56,6 +56,10 @@ pub struct CreateRequest {
     pub auto_remove: bool,
     /// `overlay`, `vfs`, or empty for the automatic choice.
     pub storage_driver: String,
+    /// `-p` values.
+    pub publish: Vec<String>,
+    /// `-P`: publish every port the image exposes on a free host port.
+    pub publish_all: bool,
 }
 
 /// The caller's id maps on this host (range or single mode).
@@ -104,6 +108,7 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
     }
     let requested_driver = rootfs::Driver::parse(&req.storage_driver)?;
     let image = resolve_or_pull(dirs, &req.image)?;
+    let ports = published_ports(req, network, &image)?;
     let cfg = image.config.config().clone().unwrap_or_default();
 
     let command = command_line(req, &cfg)?;
@@ -130,18 +135,13 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
         fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
         let (driver, _why) = rootfs::choose(requested_driver, &image.layers);
         let root = rootfs::prepare(driver, &image.layers, &staging, &dirs.container(&id))?;
-        let user = resolve_user(
-            &staging.join("rootfs"),
-            user_spec.as_ref(),
-            &user_text,
-            &ids,
-        )?;
+        let user = resolve_user(&image.layers, user_spec.as_ref(), &user_text, &ids)?;
         let hostname = req.hostname.clone().unwrap_or_else(|| match network {
             Network::Host => nix::unistd::gethostname()
                 .ok()
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_default(),
-            Network::None => id[..12].to_string(),
+            Network::None | Network::Slirp { .. } => id[..12].to_string(),
         });
         let mut env = options::merge_env(cfg.env().as_deref().unwrap_or(&[]), &[]);
         if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -170,6 +170,7 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
                 hostname,
                 network: Some(network),
                 binds,
+                ports,
                 auto_remove: req.auto_remove,
                 cap_add: req.cap_add.clone(),
                 cap_drop: req.cap_drop.clone(),
@@ -247,6 +248,40 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
     Ok(rec)
 }
 
+/// The `-p` mappings, and with `-P` one per port the image exposes, each on
+/// a free host port.
+fn published_ports(
+    req: &CreateRequest,
+    network: Network,
+    image: &Image,
+) -> Result<Vec<crate::net::PortMapping>> {
+    let mut ports = Vec::new();
+    for p in &req.publish {
+        ports.extend(crate::net::parse_publish(p)?);
+    }
+    if req.publish_all {
+        let exposed = image
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.exposed_ports().clone())
+            .unwrap_or_default();
+        for e in exposed {
+            let spec = match e.split_once('/') {
+                Some((port, proto)) => format!("{port}/{proto}"),
+                None => format!("{e}/tcp"),
+            };
+            ports.extend(crate::net::parse_publish(&spec)?);
+        }
+    }
+    if !ports.is_empty() && !matches!(network, Network::Slirp { .. }) {
+        bail!(
+            "publishing ports needs the slirp4netns network; with --network host the container's ports are the host's, with --network none there are none"
+        );
+    }
+    Ok(ports)
+}
+
 /// Docker's rules: `--entrypoint` replaces the image's entrypoint and drops
 /// its cmd; arguments replace the cmd.
 fn command_line(req: &CreateRequest, cfg: &oci_spec::image::Config) -> Result<Vec<String>> {
@@ -274,7 +309,7 @@ fn command_line(req: &CreateRequest, cfg: &oci_spec::image::Config) -> Result<Ve
 }
 
 fn resolve_user(
-    rootfs: &Path,
+    layers: &[std::path::PathBuf],
     spec: Option<&options::UserSpec>,
     text: &str,
     ids: &HostIds,
@@ -291,21 +326,16 @@ fn resolve_user(
             &parsed
         }
     };
-    let read = |p: &str| {
-        crate::sandbox::secure_join(rootfs, Path::new(p))
-            .and_then(fs::read_to_string)
-            .unwrap_or_default()
-    };
+    let read = |p: &str| rootfs::read_image_file(layers, Path::new(p)).unwrap_or_default();
     let user = options::resolve_user(spec, &read("/etc/passwd"), &read("/etc/group"))
         .map_err(|e| anyhow!(e))?;
-    let unmapped = |what: &str, id: u32| {
-        let why = ids
-            .single_reason
-            .clone()
-            .unwrap_or_else(|| "it is outside the subordinate id range".into());
-        anyhow!(
+    let unmapped = |what: &str, id: u32| match &ids.single_reason {
+        Some(why) => anyhow!(
             "{what} {id} is not mapped in the container's user namespace: only id 0 is available because {why}"
-        )
+        ),
+        None => anyhow!(
+            "{what} {id} is not mapped in the container's user namespace: it is beyond the subordinate ids in /etc/subuid and /etc/subgid"
+        ),
     };
     if !idmap::is_mapped(&ids.uid_map, user.uid) {
         return Err(unmapped("uid", user.uid));
@@ -327,11 +357,20 @@ fn write_etc_files(
 ) -> Result<Vec<(&'static str, std::path::PathBuf)>> {
     let hosts = match network {
         Network::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        Network::Slirp { .. } => format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{hostname}\n",
+            spec::slirp_tap().address
+        ),
         Network::None => format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
         ),
     };
-    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // The userspace network answers DNS itself and forwards to the host's
+    // resolvers, which may sit on the host's loopback.
+    let resolv = match network {
+        Network::Slirp { .. } => format!("nameserver {}\n", spec::SLIRP_DNS),
+        _ => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    };
     let files = [
         ("/etc/hosts", "hosts", hosts),
         ("/etc/hostname", "hostname", format!("{hostname}\n")),
@@ -468,7 +507,8 @@ pub fn stop(dirs: &Dirs, rec: &Record, timeout: Duration) -> Result<()> {
 
 /// Polls until the container is not running; `false` on timeout.
 pub fn wait_stopped(dirs: &Dirs, rec: &Record, timeout: Duration) -> Result<bool> {
-    let deadline = Instant::now() + timeout;
+    // `None`: wait forever (Duration::MAX does not fit in an Instant).
+    let deadline = Instant::now().checked_add(timeout);
     let mut r = rec.clone();
     loop {
         match record::status(dirs, &mut r) {
@@ -478,7 +518,7 @@ pub fn wait_stopped(dirs: &Dirs, rec: &Record, timeout: Duration) -> Result<bool
             Err(_) if !dirs.container(&rec.id).exists() => return Ok(true),
             Err(e) => return Err(e),
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(false);
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -248,13 +248,35 @@ pub enum Network {
     None,
     /// The caller's network namespace.
     Host,
+    /// burrow's userspace network (slirp4netns's layout): a TAP device in the
+    /// container's namespace, served by the supervisor.
+    Slirp { allow_host_loopback: bool },
 }
 
+/// Parses `--network`: `slirp4netns[:allow_host_loopback=true|false]` (also
+/// `slirp`, and Docker's `bridge` and `default`, which mean the default
+/// network), `none` or `host`.
 pub fn parse_network(s: &str) -> Result<Network, OptionError> {
-    match s {
+    let bad = || OptionError::Network(s.to_string());
+    let (mode, opts) = s.split_once(':').unwrap_or((s, ""));
+    match mode {
+        "none" | "host" if !opts.is_empty() => Err(bad()),
         "none" => Ok(Network::None),
         "host" => Ok(Network::Host),
-        other => Err(OptionError::Network(other.to_string())),
+        "" | "slirp4netns" | "slirp" | "bridge" | "default" | "private" => {
+            let mut allow_host_loopback = true;
+            for opt in opts.split(',').filter(|o| !o.is_empty()) {
+                match opt {
+                    "allow_host_loopback=true" => allow_host_loopback = true,
+                    "allow_host_loopback=false" => allow_host_loopback = false,
+                    _ => return Err(bad()),
+                }
+            }
+            Ok(Network::Slirp {
+                allow_host_loopback,
+            })
+        }
+        _ => Err(bad()),
     }
 }
 
@@ -364,6 +386,19 @@ mod tests {
     fn network_forms() {
         assert_eq!(parse_network("none").unwrap(), Network::None);
         assert_eq!(parse_network("host").unwrap(), Network::Host);
-        assert!(parse_network("bridge").is_err());
+        let slirp = Network::Slirp {
+            allow_host_loopback: true,
+        };
+        assert_eq!(parse_network("slirp4netns").unwrap(), slirp);
+        assert_eq!(parse_network("bridge").unwrap(), slirp);
+        assert_eq!(
+            parse_network("slirp4netns:allow_host_loopback=false").unwrap(),
+            Network::Slirp {
+                allow_host_loopback: false
+            }
+        );
+        assert!(parse_network("slirp4netns:bogus").is_err());
+        assert!(parse_network("host:x").is_err());
+        assert!(parse_network("macvlan").is_err());
     }
 }

@@ -45,6 +45,9 @@ pub struct RunConfig {
     pub hostname: String,
     pub network: Option<Network>,
     pub binds: Vec<Bind>,
+    /// `-p` and `-P` mappings as asked (host port 0: any free port).
+    #[serde(default)]
+    pub ports: Vec<crate::net::PortMapping>,
     pub auto_remove: bool,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
@@ -79,6 +82,9 @@ pub struct Runtime {
     /// Host pid of the container's first process (0 until it has started).
     pub pid: i32,
     pub started_at: String,
+    /// The published ports as bound, with the ports picked for host port 0.
+    #[serde(default)]
+    pub ports: Vec<crate::net::PortMapping>,
 }
 
 /// The state `ps` shows.

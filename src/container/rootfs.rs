@@ -140,6 +140,24 @@ pub fn prepare(driver: Driver, layers: &[PathBuf], dir: &Path, final_dir: &Path)
     }
 }
 
+/// Reads a file of the image (such as `/etc/passwd`) from its layers, top
+/// down, without a prepared rootfs: the overlay driver has none until the
+/// sandbox mounts it. A whiteout in a higher layer hides lower copies.
+pub fn read_image_file(layers: &[PathBuf], path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let whiteout = path.with_file_name(format!("{WHITEOUT_PREFIX}{name}"));
+    for layer in layers.iter().rev() {
+        let found = crate::sandbox::secure_join(layer, path).ok()?;
+        if found.is_file() {
+            return fs::read_to_string(found).ok();
+        }
+        if crate::sandbox::secure_join(layer, &whiteout).ok()?.exists() {
+            return None;
+        }
+    }
+    None
+}
+
 /// Whether a layer folder holds any OCI whiteout.
 fn has_whiteouts(layer: &Path) -> bool {
     let Ok(entries) = fs::read_dir(layer) else {

@@ -15,7 +15,24 @@ use oci_spec::runtime::{
 use super::options::{Network, ResolvedUser};
 use super::record::Record;
 use crate::sandbox::idmap::IdMap;
-use crate::sandbox::plan::{ANNOTATION_INIT, all_capabilities, capability};
+use crate::sandbox::plan::{
+    ANNOTATION_INIT, ANNOTATION_TAP, TapPlan, all_capabilities, capability,
+};
+
+/// The container's side of the userspace network, slirp4netns's layout:
+/// 10.0.2.100/24, gateway 10.0.2.2 (the host), DNS 10.0.2.3, MTU 65520.
+pub fn slirp_tap() -> TapPlan {
+    TapPlan {
+        name: "tap0".into(),
+        address: std::net::Ipv4Addr::new(10, 0, 2, 100),
+        prefix: 24,
+        gateway: std::net::Ipv4Addr::new(10, 0, 2, 2),
+        mtu: 65520,
+    }
+}
+
+/// The DNS server the userspace network answers on.
+pub const SLIRP_DNS: &str = "10.0.2.3";
 
 /// The capabilities Docker grants by default.
 pub const DEFAULT_CAPS: &[Capability] = &[
@@ -197,6 +214,9 @@ pub fn build(rec: &Record, inputs: &SpecInputs) -> Result<Spec> {
 
     let mut annotations = HashMap::new();
     annotations.insert(ANNOTATION_INIT.to_string(), cfg.init.to_string());
+    if let Some(Network::Slirp { .. }) = cfg.network {
+        annotations.insert(ANNOTATION_TAP.to_string(), slirp_tap().annotation());
+    }
 
     Ok(SpecBuilder::default()
         .version("1.2.0")

@@ -29,9 +29,10 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 
 use super::logs::{self, Stream};
+use super::options::Network;
 use super::record::{self, Runtime};
 use crate::paths::Dirs;
-use crate::sandbox::{self, Plan, SandboxError, Stdio};
+use crate::sandbox::{self, Plan, Stdio};
 
 /// How a start relates to the terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +162,7 @@ fn supervise(
         supervisor_start: record::process_start_time(me).unwrap_or(0),
         pid: 0,
         started_at: crate::timefmt::now(),
+        ports: Vec::new(),
     };
     record::save_runtime(dirs, id, &rt)?;
     rec.last = record::LastRun {
@@ -179,12 +181,49 @@ fn supervise(
     sandbox::sys::default_action(FORWARDED);
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
 
+    // Host ports are bound before the container exists, so a port in use
+    // fails the start with nothing left running.
+    let slirp = match rec.config.network {
+        Some(Network::Slirp {
+            allow_host_loopback,
+        }) => Some(allow_host_loopback),
+        _ => None,
+    };
+    let bound = match slirp
+        .map(|_| crate::net::bind_ports(&rec.config.ports))
+        .transpose()
+    {
+        Ok(b) => b,
+        Err(e) => return Err(fail_start(dirs, &mut rec, 125, e.to_string(), ready)),
+    };
+    rt.ports = bound.as_ref().map(|b| b.mappings()).unwrap_or_default();
+
     let (stdio, pipes) = make_stdio(log, interactive)?;
     let spawned = match sandbox::spawn(plan, stdio) {
         Ok(s) => s,
-        Err(e) => return Err(fail_start(dirs, &mut rec, e, ready)),
+        Err(e) => {
+            return Err(fail_start(
+                dirs,
+                &mut rec,
+                e.exit_code(),
+                e.to_string(),
+                ready,
+            ));
+        }
     };
     let pid = spawned.pid;
+    // The network runs on a thread of its own; from here on this process is
+    // multi-threaded and must not fork again until the thread is joined.
+    let network = match (spawned.tap, bound, slirp) {
+        (Some(tap), Some(ports), Some(allow_host_loopback)) => {
+            let cfg = crate::net::NetConfig {
+                allow_host_loopback,
+                ..crate::net::NetConfig::from_host()
+            };
+            Some(NetThread::start(tap, cfg, ports)?)
+        }
+        _ => None,
+    };
     rt.pid = pid.as_raw();
     record::save_runtime(dirs, id, &rt)?;
     if let Some(tx) = ready {
@@ -193,8 +232,38 @@ fn supervise(
     drop(lock);
 
     let echo = matches!(attach, Attach::Foreground { .. });
-    let status = serve(dirs, id, pid, &sigfd, pipes, echo)?;
-    finish(dirs, id, sandbox::exit_code(status).unwrap_or(125))
+    let status = serve(dirs, id, pid, &sigfd, pipes, echo);
+    if let Some(net) = network {
+        net.stop();
+    }
+    finish(dirs, id, sandbox::exit_code(status?).unwrap_or(125))
+}
+
+/// The userspace network's thread and the pipe that stops it.
+struct NetThread {
+    stop: OwnedFd,
+    handle: std::thread::JoinHandle<Result<(), crate::net::NetError>>,
+}
+
+impl NetThread {
+    fn start(
+        tap: OwnedFd,
+        cfg: crate::net::NetConfig,
+        ports: crate::net::BoundPorts,
+    ) -> Result<NetThread> {
+        let (stop_rx, stop) = pipe2(OFlag::O_CLOEXEC).context("cannot create a pipe")?;
+        let handle = std::thread::Builder::new()
+            .name("net".into())
+            .spawn(move || crate::net::run(tap, cfg, ports, stop_rx))
+            .context("cannot start the network thread")?;
+        Ok(NetThread { stop, handle })
+    }
+
+    /// Closes the stop pipe and waits for the loop to end.
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.handle.join();
+    }
 }
 
 /// The container's stdio: pipes to read when logging, else this process's
@@ -233,11 +302,10 @@ fn make_stdio(log: bool, interactive: bool) -> Result<(Stdio, Option<[OwnedFd; 2
 fn fail_start(
     dirs: &Dirs,
     rec: &mut record::Record,
-    e: SandboxError,
+    code: i32,
+    message: String,
     ready: Option<OwnedFd>,
 ) -> anyhow::Error {
-    let code = e.exit_code();
-    let message = e.to_string();
     rec.last.exit_code = Some(code);
     rec.last.finished_at = crate::timefmt::now();
     rec.last.error = message.clone();

@@ -75,12 +75,13 @@ fn setup(
         source,
     })?;
     take_stdio(stdio).map_err(setup_err("attach stdio"))?;
-    // Drop every inherited descriptor but the two pipes of the handshake.
+    // Drop every inherited descriptor but those of the handshake.
     let keep = report
         .as_ref()
         .map(|r| r.as_raw_fd())
         .into_iter()
         .chain([maps_done.as_raw_fd()])
+        .chain(tap_tx.as_ref().map(|t| t.as_raw_fd()))
         .collect::<Vec<_>>();
     sys::close_fds_except(&keep).map_err(|source| SandboxError::Setup {
         step: "close inherited descriptors".into(),
