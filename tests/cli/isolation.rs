@@ -165,9 +165,9 @@ fn network_none_has_only_loopback() {
         links[0].contains("lo:") && links[0].contains("UP"),
         "loopback is up: {out}"
     );
-    // The default is none too.
+    // The default is the userspace network: loopback and the TAP device.
     let default = env.ok(["run", "--rm", "busybox", "ls", "/sys/class/net"]);
-    assert_eq!(default.split_whitespace().collect::<Vec<_>>(), ["lo"]);
+    assert_eq!(default.split_whitespace().collect::<Vec<_>>(), ["lo", "tap0"]);
 }
 
 #[test]
