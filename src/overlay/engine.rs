@@ -10,6 +10,7 @@
 //! folder (creates in two sibling folders): `copy_lock` does, and a copy-up
 //! checks again, under it, whether another thread finished first.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
@@ -50,6 +51,14 @@ pub struct Overlay {
     pub inodes: RwLock<Inodes>,
     copy_lock: Mutex<()>,
     next_tmp: AtomicU64,
+    /// The merging layers of folders looked up, tagged with the `epoch` they
+    /// were computed in; a lookup then costs one step instead of a walk
+    /// from the root.
+    dir_cache: RwLock<HashMap<PathBuf, (u64, Vec<usize>)>>,
+    /// Bumped *after* every change that can alter a folder's merging layers
+    /// (a folder made, removed, renamed or copied up), which invalidates
+    /// the whole cache. Creating and removing files does not bump it.
+    epoch: AtomicU64,
 }
 
 /// The names of staged copies in the work dir.
@@ -86,6 +95,8 @@ impl Overlay {
             inodes: RwLock::new(Inodes::new()),
             copy_lock: Mutex::new(()),
             next_tmp: AtomicU64::new(0),
+            dir_cache: RwLock::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -112,7 +123,42 @@ impl Overlay {
 
     /// Finds `rel` in the merged view, or ENOENT.
     pub fn find(&self, rel: &Path) -> io::Result<Found> {
-        self.layers.lookup(rel)?.ok_or_else(|| errno(libc::ENOENT))
+        let Some(parent) = rel.parent() else {
+            return self.layers.lookup(rel)?.ok_or_else(|| errno(libc::ENOENT));
+        };
+        let parent_layers = self.dir_layers(parent)?;
+        self.layers
+            .lookup_in(&parent_layers, rel)?
+            .ok_or_else(|| errno(libc::ENOENT))
+    }
+
+    /// The merging layers of the folder `dir`, from the cache when current.
+    fn dir_layers(&self, dir: &Path) -> io::Result<Vec<usize>> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let cache = self.dir_cache.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((e, layers)) = cache.get(dir)
+            && *e == epoch
+        {
+            return Ok(layers.clone());
+        }
+        drop(cache);
+        let found = self
+            .layers
+            .lookup(dir)?
+            .ok_or_else(|| errno(libc::ENOENT))?;
+        if !found.is_dir() {
+            return Err(errno(libc::ENOTDIR));
+        }
+        self.dir_cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.to_path_buf(), (epoch, found.dir_layers.clone()));
+        Ok(found.dir_layers)
+    }
+
+    /// Records that folders' merging layers may have changed.
+    fn folders_changed(&self) {
+        self.epoch.fetch_add(1, Ordering::Release);
     }
 
     /// Looks up `parent/name` for the kernel: its node (taking a reference)
@@ -164,6 +210,9 @@ impl Overlay {
         let tmp = self.staging();
         let staged = copyup::copy_entry(&src, &found.meta, &tmp, data)
             .and_then(|()| fs::rename(&tmp, &upper));
+        if found.is_dir() {
+            self.folders_changed();
+        }
         if staged.is_err() {
             let _ = fs::remove_file(&tmp).or_else(|_| fs::remove_dir(&tmp));
         }
@@ -282,6 +331,7 @@ impl Overlay {
             fs::create_dir(&upper)?;
             self.finish_new(&upper, mode, caller, true)?;
         }
+        self.folders_changed();
         Ok((rel.clone(), fs::symlink_metadata(&upper)?))
     }
 
@@ -382,6 +432,7 @@ impl Overlay {
             self.copy_up(parent, true)?;
         }
         self.whiteout_if_visible(&rel)?;
+        self.folders_changed();
         self.inodes_write().remove(&rel);
         Ok(())
     }
@@ -453,6 +504,9 @@ impl Overlay {
         }
         remove_marker(&self.layers.whiteout_path(UPPER, &new))?;
         self.whiteout_if_visible(&old)?;
+        if is_dir || dst.as_ref().is_some_and(|d| d.is_dir()) {
+            self.folders_changed();
+        }
         self.inodes_write().rename(&old, &new, is_dir);
         Ok(())
     }
