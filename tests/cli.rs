@@ -17,6 +17,8 @@ mod lifecycle;
 mod logs;
 #[path = "cli/misc.rs"]
 mod misc;
+#[path = "cli/network.rs"]
+mod network;
 #[path = "cli/ps.rs"]
 mod ps;
 #[path = "cli/registry.rs"]
