@@ -16,6 +16,7 @@ mod ps;
 mod registry;
 mod run;
 pub mod table;
+mod commit;
 
 use std::path::PathBuf;
 
@@ -72,6 +73,8 @@ enum Command {
     Port(port::PortArgs),
     Inspect(inspect::InspectArgs),
     Import(images::ImportArgs),
+    Diff(commit::DiffArgs),
+    Commit(commit::CommitArgs),
     Images(images::ImagesArgs),
     Rmi(images::RmiArgs),
     Tag(images::TagArgs),
@@ -127,6 +130,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Import(a) => images::import(&dirs, a),
         Command::Images(a) => images::images(&dirs, a),
         Command::Rmi(a) => images::rmi(&dirs, a),
+        Command::Diff(a) => commit::diff(&dirs, a),
+        Command::Commit(a) => commit::commit(&dirs, a),
         Command::Tag(a) => images::tag(&dirs, a),
         Command::Pull(a) => registry::pull(&dirs, a),
         Command::Push(a) => registry::push(&dirs, a),

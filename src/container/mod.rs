@@ -11,6 +11,7 @@
 //! `container.json`, `rootfs/`, `ctr.log`, and the `hosts`, `hostname` and
 //! `resolv.conf` files bound into the container.
 
+pub mod changes;
 pub mod logs;
 pub mod names;
 pub mod options;

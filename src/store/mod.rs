@@ -22,6 +22,7 @@
 //! [`import`] builds configs, [`remove`] decides what `rmi` may do, [`lock`] and
 //! [`scratch`] are the concurrency and atomicity plumbing.
 
+mod commit;
 mod distribution;
 mod import;
 mod index;
@@ -42,6 +43,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{Context, anyhow};
 use thiserror::Error;
 
+pub use commit::NewImage;
 pub use distribution::{BlobMismatch, Committed, LayerBlob, PullCommit, PulledLayer, StagedLayer};
 pub use import::{ImportOptions, host_arch};
 pub use layer::{Compression, LayerError, detect};

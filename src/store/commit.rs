@@ -1,0 +1,197 @@
+//! Images made on top of another image: `commit` and each step of `build`.
+//!
+//! A new image is its parent's config with, optionally, one more layer (a
+//! tar stream: a container's changes, or files a build copied in), a new run
+//! config and one more history entry. The layer is unpacked into scratch
+//! without the lock; moving it into place and writing the config, the meta
+//! and the tag happen under the lock, in the store's usual order.
+
+use std::io::Read;
+
+use anyhow::Context;
+use oci_spec::image::{Config, History, ImageConfiguration, Os, RootFs};
+
+use super::index::Meta;
+use super::scratch::Scratch;
+use super::{Image, Store, StoreError, layer, tag_key, write_new};
+use crate::image::{Digest, Reference};
+
+/// What a commit adds to its parent.
+#[derive(Debug, Clone, Default)]
+pub struct NewImage<'a> {
+    /// The image built on; `None` starts from nothing (`FROM scratch`).
+    pub parent: Option<&'a Image>,
+    /// The new image's run config (Env, Cmd, ...), whole.
+    pub config: Config,
+    /// The history line: what made the layer.
+    pub created_by: String,
+    pub comment: Option<String>,
+    pub author: Option<String>,
+    /// RFC 3339.
+    pub created: String,
+    /// Tag to give the image.
+    pub reference: Option<&'a Reference>,
+}
+
+impl Store {
+    /// Makes the image `new` describes, with the layer read from `layer` (a
+    /// plain, gzip or zstd tar) or none (a config-only step: the history
+    /// entry is marked `empty_layer`).
+    pub fn commit(
+        &self,
+        layer: Option<&mut dyn Read>,
+        new: &NewImage<'_>,
+    ) -> Result<Image, StoreError> {
+        let staged = match layer {
+            Some(input) => {
+                let scratch = Scratch::create(&self.tmp, "commit").with_context(|| {
+                    format!("cannot create a scratch folder in {}", self.tmp.display())
+                })?;
+                let unpacked =
+                    layer::unpack(input, scratch.path()).context("cannot unpack the new layer")?;
+                Some((scratch, unpacked))
+            }
+            None => None,
+        };
+        let config = config(new, staged.as_ref().map(|(_, u)| &u.diff_id));
+        let bytes = serde_json::to_vec(&config).context("cannot encode the image config")?;
+        let id = Digest::of(&bytes);
+
+        let _lock = self.lock()?;
+        let mut size = new.parent.map_or(0, |p| p.size);
+        if let Some((scratch, unpacked)) = &staged {
+            let dir = self.layer_dir(&unpacked.diff_id);
+            if !dir.exists() {
+                layer::move_into_place(scratch.path(), &dir)
+                    .with_context(|| format!("cannot move the layer into {}", dir.display()))?;
+            }
+            size += unpacked.size;
+        }
+        write_new(&self.blob(id.hex()), &bytes)?;
+        let meta = self.meta(id.hex());
+        if !meta.exists() {
+            Meta { size }
+                .save(&meta)
+                .with_context(|| format!("cannot write {}", meta.display()))?;
+        }
+        let mut tags = self.tags()?;
+        if let Some(reference) = new.reference {
+            tags.set(&tag_key(reference)?, id.hex());
+            self.save_tags(&tags)?;
+        }
+        self.load(id.hex(), &tags)
+    }
+
+    /// Sets `reference` to name the image `id` (a full id), as the last
+    /// step of a build.
+    pub fn tag_id(&self, id: &str, reference: &Reference) -> Result<(), StoreError> {
+        let key = tag_key(reference)?;
+        let _lock = self.lock()?;
+        let mut tags = self.tags()?;
+        if !self.meta(id).exists() {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        tags.set(&key, id);
+        self.save_tags(&tags)
+    }
+
+    /// The parsed config of an image, by full id.
+    pub fn image_by_id(&self, id: &str) -> Option<Image> {
+        let _lock = self.lock_shared().ok()?;
+        let tags = self.tags().ok()?;
+        self.meta(id).exists().then(|| self.load(id, &tags).ok())?
+    }
+}
+
+/// The parent's config plus the new layer, run config and history entry.
+fn config(new: &NewImage<'_>, diff_id: Option<&Digest>) -> ImageConfiguration {
+    let mut config = match new.parent {
+        Some(p) => p.config.clone(),
+        None => {
+            let mut c = ImageConfiguration::default();
+            c.set_architecture(super::host_arch());
+            c.set_os(Os::Linux);
+            c.set_rootfs(RootFs::default());
+            c
+        }
+    };
+    let mut rootfs = config.rootfs().clone();
+    if let Some(d) = diff_id {
+        let mut ids = rootfs.diff_ids().clone();
+        ids.push(d.to_string());
+        rootfs.set_diff_ids(ids);
+    }
+    config.set_rootfs(rootfs);
+    let mut history = History::default();
+    history.set_created(Some(new.created.clone()));
+    history.set_created_by(Some(new.created_by.clone()));
+    history.set_comment(new.comment.clone());
+    history.set_author(new.author.clone());
+    if diff_id.is_none() {
+        history.set_empty_layer(Some(true));
+    }
+    let mut all = config.history().clone().unwrap_or_default();
+    all.push(history);
+    config.set_history(Some(all));
+    config.set_created(Some(new.created.clone()));
+    if new.author.is_some() {
+        config.set_author(new.author.clone());
+    }
+    config.set_config(Some(new.config.clone()));
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testutil::{add_file, tarball};
+
+    #[test]
+    fn commit_adds_a_layer_and_history_on_top_of_the_parent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = crate::paths::Dirs {
+            data: tmp.path().join("data"),
+            runtime: tmp.path().join("run"),
+        };
+        let store = Store::open(&dirs).unwrap();
+        let base_tar = tarball(|b| add_file(b, "bin/sh", b"sh", 0o755));
+        let base = store
+            .import(&base_tar[..], &Default::default())
+            .unwrap()
+            .image;
+        let layer = tarball(|b| add_file(b, "etc/motd", b"hi", 0o644));
+        let reference: Reference = "snap:1".parse().unwrap();
+        let new = NewImage {
+            parent: Some(&base),
+            created_by: "/bin/sh -c echo hi".into(),
+            created: "2026-01-01T00:00:00Z".into(),
+            reference: Some(&reference),
+            ..Default::default()
+        };
+        let image = store.commit(Some(&mut &layer[..]), &new).unwrap();
+        assert_eq!(image.layers.len(), 2);
+        assert!(image.layers[1].join("etc/motd").is_file());
+        assert_eq!(image.repo_tags, ["snap:1"]);
+        let history = image.config.history().clone().unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(
+            history[1].created_by().as_deref(),
+            Some("/bin/sh -c echo hi")
+        );
+        // A config-only step: same layers, one more (empty) history entry.
+        let meta_only = store
+            .commit(
+                None,
+                &NewImage {
+                    reference: None,
+                    ..new.clone()
+                },
+            )
+            .unwrap();
+        assert_eq!(meta_only.layers.len(), 1);
+        assert_eq!(
+            meta_only.config.history().clone().unwrap()[1].empty_layer(),
+            Some(true)
+        );
+    }
+}
