@@ -7,6 +7,8 @@
 #[macro_use]
 mod util;
 
+#[path = "cli/archive.rs"]
+mod archive;
 #[path = "cli/images.rs"]
 mod images;
 #[path = "cli/isolation.rs"]

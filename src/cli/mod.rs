@@ -5,6 +5,7 @@
 //! up as `anyhow::Error` and are printed once, here, as `burrow: <chain>`, with
 //! exit code 125; a container's own exit code is returned as `Ok(code)`.
 
+mod archive;
 mod images;
 mod info;
 mod inspect;
@@ -78,6 +79,8 @@ enum Command {
     Images(images::ImagesArgs),
     Rmi(images::RmiArgs),
     Tag(images::TagArgs),
+    Save(archive::SaveArgs),
+    Load(archive::LoadArgs),
     Pull(registry::PullArgs),
     Push(registry::PushArgs),
     Login(registry::LoginArgs),
@@ -132,7 +135,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Rmi(a) => images::rmi(&dirs, a),
         Command::Diff(a) => commit::diff(&dirs, a),
         Command::Commit(a) => commit::commit(&dirs, a),
-        Command::Tag(a) => images::tag(&dirs, a),
+ images::tag(&dirs, a),
+=>        Command::Tag(a) => images::tag(&dirs, a),
+        Command::Save(a) => archive::save(&dirs, a),
+        Command::Load(a) => archive::load(&dirs, a),
+=> images::tag(&dirs, a),
         Command::Pull(a) => registry::pull(&dirs, a),
         Command::Push(a) => registry::push(&dirs, a),
         Command::Login(a) => registry::login(a),

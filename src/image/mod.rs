@@ -5,6 +5,7 @@
 //! address, [`Change`] one `--change` instruction for an image config. No I/O;
 //! the store and the registry client take these types.
 
+pub mod archive;
 mod change;
 mod digest;
 mod reference;

@@ -192,7 +192,7 @@ pub fn inside_root(path: &Path) -> Option<PathBuf> {
 }
 
 /// Peeks at the magic bytes, then wraps `input` in the matching decoder.
-fn decompress<'a>(mut input: impl Read + 'a) -> Result<Box<dyn Read + 'a>, LayerError> {
+pub(super) fn decompress<'a>(mut input: impl Read + 'a) -> Result<Box<dyn Read + 'a>, LayerError> {
     let mut magic = [0u8; MAGIC_LEN];
     let n = read_up_to(&mut input, &mut magic).map_err(LayerError::Read)?;
     let stream = io::BufReader::new(Cursor::new(magic[..n].to_vec()).chain(input));

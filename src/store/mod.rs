@@ -18,10 +18,12 @@
 //!
 //! Submodules: [`layer`] unpacks tarballs, [`distribution`] keeps what pulls and
 //! pushes need (compressed blobs, manifests, repository digests; `registry.json`),
-//! [`pack`] turns a layer folder back into a tarball, [`index`] keeps tags and metadata,
+//! [`pack`] turns a layer folder back into a tarball, [`archive`] saves and loads
+//! docker-archive and oci-archive tarballs, [`index`] keeps tags and metadata,
 //! [`import`] builds configs, [`remove`] decides what `rmi` may do, [`lock`] and
 //! [`scratch`] are the concurrency and atomicity plumbing.
 
+mod archive;
 mod commit;
 mod distribution;
 mod import;
@@ -43,6 +45,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{Context, anyhow};
 use thiserror::Error;
 
+pub use archive::Loaded;
 pub use commit::NewImage;
 pub use distribution::{BlobMismatch, Committed, LayerBlob, PullCommit, PulledLayer, StagedLayer};
 pub use import::{ImportOptions, host_arch};
