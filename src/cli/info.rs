@@ -59,7 +59,7 @@ pub fn run(root: Option<PathBuf>, runroot: Option<PathBuf>, a: &InfoArgs) -> Res
             println!("ID mapping: {ids}");
             println!("  uid map: {}", map_text(&ids.uid_map));
             println!("  gid map: {}", map_text(&ids.gid_map));
-            let (driver, why) = container::rootfs::choose(None, &[]);
+            let (driver, why) = container::rootfs::choose(None, &[])?;
             println!(
                 "Storage driver: {} ({why}; vfs copies the image, always available)",
                 driver.name()
@@ -89,7 +89,7 @@ pub fn run(root: Option<PathBuf>, runroot: Option<PathBuf>, a: &InfoArgs) -> Res
                     "UidMap": map_text(&ids.uid_map),
                     "GidMap": map_text(&ids.gid_map),
                 },
-                "StorageDriver": container::rootfs::choose(None, &[]).0.name(),
+                "StorageDriver": container::rootfs::choose(None, &[])?.0.name(),
                 "DataRoot": data,
                 "RuntimeRoot": runtime,
                 "Containers": total,

@@ -426,7 +426,8 @@ fn in_namespace(dirs: &Dirs, rec: &Record, want: Want<'_>) -> Result<Vec<Change>
     let lowers: Vec<PathBuf> = image.layers.iter().rev().cloned().collect();
     let dir = dirs.container(&rec.id);
     let (driver, source) = match rec.config.storage_driver.unwrap_or(Driver::Vfs) {
-        Driver::Overlay => (Driver::Overlay, dir.join("upper")),
+        // burrow's FUSE overlay keeps its upper dir as an OCI layer diff.
+        Driver::Overlay | Driver::Fuse => (Driver::Overlay, dir.join("upper")),
         Driver::Vfs => (Driver::Vfs, dir.join("rootfs")),
     };
     if !source.is_dir() {
@@ -448,7 +449,7 @@ fn in_namespace(dirs: &Dirs, rec: &Record, want: Want<'_>) -> Result<Vec<Change>
         || {
             let result = (|| -> io::Result<Vec<Change>> {
                 let diff = match driver {
-                    Driver::Overlay => scan_upper(&source, &lowers)?,
+                    Driver::Overlay | Driver::Fuse => scan_upper(&source, &lowers)?,
                     Driver::Vfs => scan_copy(&source, &lowers)?,
                 };
                 if let Want::Tar(dest) = &want {

@@ -134,7 +134,7 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
     fs::create_dir_all(dirs.tmp())?;
     let built = (|| -> Result<Record> {
         fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
-        let (driver, _why) = rootfs::choose(requested_driver, &image.layers);
+        let (driver, _why) = rootfs::choose(requested_driver, &image.layers)?;
         let root = rootfs::prepare(driver, &image.layers, &staging, &dirs.container(&id))?;
         let user = resolve_user(&image.layers, user_spec.as_ref(), &user_text, &ids)?;
         let hostname = req.hostname.clone().unwrap_or_else(|| match network {
@@ -178,6 +178,7 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
                 privileged: req.privileged,
                 init: req.init,
                 storage_driver: Some(root.driver),
+                layers: image.layers.clone(),
                 interactive: req.interactive,
                 stop_signal: image
                     .config

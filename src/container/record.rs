@@ -56,6 +56,9 @@ pub struct RunConfig {
     /// How the rootfs was made; `None` in records older than the choice.
     #[serde(default)]
     pub storage_driver: Option<super::rootfs::Driver>,
+    /// The image's layer folders, bottom first: the overlay's lower dirs.
+    #[serde(default)]
+    pub layers: Vec<std::path::PathBuf>,
     pub interactive: bool,
     pub stop_signal: String,
     pub labels: std::collections::BTreeMap<String, String>,

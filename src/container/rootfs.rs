@@ -9,6 +9,12 @@
 //!   image layers are the lower dirs, `upper/` and `work/` in the container
 //!   folder keep its changes. Nothing is copied, and the mount vanishes with
 //!   the container's mount namespace, so no stale mount can outlive it.
+//! - `fuse`: burrow's own overlay ([`crate::overlay`]) served over FUSE by a
+//!   process the supervisor starts in a user namespace with the container's
+//!   maps; the sandbox mounts `/dev/fuse` on the rootfs and hands the
+//!   descriptor over. Reads the store's OCI whiteouts directly, so it serves
+//!   images the kernel overlay cannot, and works where the kernel refuses
+//!   overlayfs in a user namespace.
 //! - `vfs`: a private copy of every layer, bottom first, with OCI whiteouts
 //!   (`.wh.NAME` deletes NAME, `.wh..wh..opq` empties the folder) applied on
 //!   the way. The last resort, and the one that works everywhere.
@@ -26,6 +32,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 pub enum Driver {
     Overlay,
+    Fuse,
     Vfs,
 }
 
@@ -33,6 +40,7 @@ impl Driver {
     pub fn name(self) -> &'static str {
         match self {
             Driver::Overlay => "overlay",
+            Driver::Fuse => "fuse",
             Driver::Vfs => "vfs",
         }
     }
@@ -43,30 +51,53 @@ impl Driver {
             "" | "auto" => Ok(None),
             "overlay" => Ok(Some(Driver::Overlay)),
             "vfs" => Ok(Some(Driver::Vfs)),
-            "fuse" => bail!("the fuse storage driver is not built yet; use overlay or vfs"),
-            other => bail!("unknown storage driver \"{other}\": use overlay or vfs"),
+            "fuse" => Ok(Some(Driver::Fuse)),
+            other => bail!("unknown storage driver \"{other}\": use overlay, fuse or vfs"),
         }
     }
 }
 
-/// How the driver was chosen, for `info`.
-pub fn choose(requested: Option<Driver>, layers: &[PathBuf]) -> (Driver, String) {
-    if let Some(d) = requested {
-        return (d, "requested".into());
+/// Picks a driver, and says why, for `info`: the kernel overlay where it
+/// works, else burrow's FUSE overlay, else a copy. A driver the user asked
+/// for is checked, not replaced.
+pub fn choose(requested: Option<Driver>, layers: &[PathBuf]) -> Result<(Driver, String)> {
+    match requested {
+        Some(Driver::Overlay) => {
+            if let Some(why) = overlay_unavailable() {
+                bail!(
+                    "the overlay storage driver is unavailable: {why}; use --storage-driver fuse or vfs"
+                );
+            }
+            return Ok((Driver::Overlay, "requested".into()));
+        }
+        Some(Driver::Fuse) => {
+            if let Some(why) = fuse_unavailable() {
+                bail!(
+                    "the fuse storage driver is unavailable: {why}; use --storage-driver overlay or vfs"
+                );
+            }
+            return Ok((Driver::Fuse, "requested".into()));
+        }
+        Some(Driver::Vfs) => return Ok((Driver::Vfs, "requested".into())),
+        None => {}
     }
-    if let Some(why) = overlay_unavailable() {
-        return (Driver::Vfs, why);
-    }
-    if layers.iter().any(|l| has_whiteouts(l)) {
-        return (
-            Driver::Vfs,
-            "the image's layers hold OCI whiteouts, which the kernel overlay does not read".into(),
-        );
-    }
-    (
-        Driver::Overlay,
-        "the kernel allows overlayfs in a user namespace".into(),
-    )
+    let fuse = fuse_unavailable().is_none();
+    let why = match overlay_unavailable() {
+        None if !layers.iter().any(|l| has_whiteouts(l)) => {
+            return Ok((
+                Driver::Overlay,
+                "the kernel allows overlayfs in a user namespace".into(),
+            ));
+        }
+        None => "the image's layers hold OCI whiteouts, which the kernel overlay does not read"
+            .to_string(),
+        Some(why) => why,
+    };
+    Ok(if fuse {
+        (Driver::Fuse, why)
+    } else {
+        (Driver::Vfs, format!("{why}, and FUSE is unavailable"))
+    })
 }
 
 /// Why the kernel overlay cannot be used here, if it cannot.
@@ -81,6 +112,22 @@ pub fn overlay_unavailable() -> Option<String> {
         return Some("overlayfs is not available (modprobe overlay)".into());
     }
     None
+}
+
+/// Why burrow's FUSE overlay cannot be mounted here, if it cannot. The
+/// sandbox mounts it directly as root of the container's user namespace,
+/// so only `/dev/fuse` matters (no fusermount3).
+pub fn fuse_unavailable() -> Option<String> {
+    use nix::unistd::{AccessFlags, access};
+    if !Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse is missing (modprobe fuse)".into());
+    }
+    access("/dev/fuse", AccessFlags::R_OK | AccessFlags::W_OK)
+        .err()
+        .map(|_| {
+            "/dev/fuse is not readable and writable by this user (as root: chmod 0666 /dev/fuse)"
+                .into()
+        })
 }
 
 /// A prepared root filesystem.
@@ -103,6 +150,16 @@ pub fn prepare(driver: Driver, layers: &[PathBuf], dir: &Path, final_dir: &Path)
                 copy_layer(layer, &target).with_context(|| {
                     format!("cannot copy layer {} into the container", layer.display())
                 })?;
+            }
+            Ok(Rootfs {
+                driver,
+                overlay_options: None,
+            })
+        }
+        Driver::Fuse => {
+            for sub in ["upper", "work"] {
+                fs::create_dir(dir.join(sub))
+                    .with_context(|| format!("cannot create {sub} in {}", dir.display()))?;
             }
             Ok(Rootfs {
                 driver,

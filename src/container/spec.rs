@@ -16,7 +16,7 @@ use super::options::{Network, ResolvedUser};
 use super::record::Record;
 use crate::sandbox::idmap::IdMap;
 use crate::sandbox::plan::{
-    ANNOTATION_INIT, ANNOTATION_TAP, TapPlan, all_capabilities, capability,
+    ANNOTATION_FUSE_ROOT, ANNOTATION_INIT, ANNOTATION_TAP, TapPlan, all_capabilities, capability,
 };
 
 /// The container's side of the userspace network, slirp4netns's layout:
@@ -214,6 +214,9 @@ pub fn build(rec: &Record, inputs: &SpecInputs) -> Result<Spec> {
 
     let mut annotations = HashMap::new();
     annotations.insert(ANNOTATION_INIT.to_string(), cfg.init.to_string());
+    if cfg.storage_driver == Some(super::rootfs::Driver::Fuse) {
+        annotations.insert(ANNOTATION_FUSE_ROOT.to_string(), "true".to_string());
+    }
     if let Some(Network::Slirp { .. }) = cfg.network {
         annotations.insert(ANNOTATION_TAP.to_string(), slirp_tap().annotation());
     }

@@ -199,9 +199,23 @@ fn supervise(
     rt.ports = bound.as_ref().map(|b| b.mappings()).unwrap_or_default();
 
     let (stdio, pipes) = make_stdio(log, interactive)?;
-    let spawned = match sandbox::spawn(plan, stdio) {
+    let mut fuse = None;
+    let mut handover = sandbox::Handover::default();
+    if plan.fuse_root {
+        match FuseServer::start(dirs, &rec, plan) {
+            Ok((server, sock)) => {
+                fuse = Some(server);
+                handover.fuse_server = Some(sock);
+            }
+            Err(e) => return Err(fail_start(dirs, &mut rec, 125, format!("{e:#}"), ready)),
+        }
+    }
+    let spawned = match sandbox::spawn(plan, stdio, handover) {
         Ok(s) => s,
         Err(e) => {
+            if let Some(f) = fuse {
+                f.kill();
+            }
             return Err(fail_start(
                 dirs,
                 &mut rec,
@@ -232,11 +246,81 @@ fn supervise(
     drop(lock);
 
     let echo = matches!(attach, Attach::Foreground { .. });
-    let status = serve(dirs, id, pid, &sigfd, pipes, echo);
+    let server_pid = fuse.as_ref().map(|f| f.pid);
+    let served = serve(dirs, id, pid, server_pid, &sigfd, pipes, echo);
     if let Some(net) = network {
         net.stop();
     }
-    finish(dirs, id, sandbox::exit_code(status?).unwrap_or(125))
+    let mut error = String::new();
+    if let Some(f) = fuse {
+        if served.as_ref().is_ok_and(|s| s.server_died) {
+            error = "the FUSE overlay server died; the container was stopped".into();
+        }
+        f.finish();
+    }
+    let status = served?.status;
+    finish(dirs, id, sandbox::exit_code(status).unwrap_or(125), error)
+}
+
+/// burrow's FUSE overlay server for a `fuse` root: a child of the
+/// supervisor, root of a user namespace with the container's maps (so it
+/// owns files of every container user), waiting for the sandbox to hand it
+/// the root mount's `/dev/fuse` descriptor.
+struct FuseServer {
+    pid: Pid,
+}
+
+impl FuseServer {
+    /// Starts the server; returns it and the socket end the sandbox sends on.
+    fn start(dirs: &Dirs, rec: &record::Record, plan: &Plan) -> Result<(FuseServer, OwnedFd)> {
+        let dir = dirs.container(&rec.id);
+        let lowers: Vec<std::path::PathBuf> = rec.config.layers.iter().rev().cloned().collect();
+        if lowers.is_empty() {
+            bail!(
+                "container {} records no image layers for its FUSE overlay; recreate it",
+                rec.name
+            );
+        }
+        let mut opts = crate::overlay::Options::new(lowers, dir.join("upper"), dir.join("work"));
+        opts.allow_other = true;
+        let (rx, tx) =
+            sandbox::handover_channel().context("cannot create the FUSE hand-over socket")?;
+        let keep = [std::os::fd::AsRawFd::as_raw_fd(&rx)];
+        let pid = sandbox::spawn_in_userns(&plan.uid_map, &plan.gid_map, &keep, move || {
+            let served = sandbox::receive_fd(&rx)
+                .map_err(|e| e.to_string())
+                .and_then(|fd| crate::overlay::serve_fd(fd, &opts).map_err(|e| format!("{e:#}")));
+            i32::from(served.is_err())
+        })?;
+        Ok((FuseServer { pid }, tx))
+    }
+
+    fn kill(self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        let _ = waitpid(self.pid, None);
+    }
+
+    /// After the container: its mount namespace is gone, so the kernel has
+    /// ended the FUSE connection and the server is exiting; reap it, and
+    /// kill it if it lingers.
+    fn finish(self) {
+        for _ in 0..100 {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                _ => return,
+            }
+        }
+        self.kill();
+    }
+}
+
+/// What the poll loop saw: the container's wait status, and whether the
+/// FUSE server died under it.
+struct Served {
+    status: WaitStatus,
+    server_died: bool,
 }
 
 /// The userspace network's thread and the pipe that stops it.
@@ -329,10 +413,11 @@ fn serve(
     dirs: &Dirs,
     id: &str,
     pid: Pid,
+    server: Option<Pid>,
     sigfd: &SignalFd,
     pipes: Option<[OwnedFd; 2]>,
     echo: bool,
-) -> Result<WaitStatus> {
+) -> Result<Served> {
     let mut writer = match &pipes {
         Some(_) => Some(
             logs::Writer::open(&logs::path(dirs, id)).context("cannot open the container log")?,
@@ -343,6 +428,7 @@ fn serve(
         .map(|[o, e]| vec![(o, Stream::Stdout), (e, Stream::Stderr)])
         .unwrap_or_default();
     let mut status = None;
+    let mut server_died = false;
     let mut buf = vec![0u8; 64 * 1024];
     while status.is_none() || !open.is_empty() {
         let mut fds: Vec<PollFd> = open
@@ -396,19 +482,38 @@ fn serve(
                     Err(e) => return Err(e).context("cannot wait for the container"),
                 }
             }
+            // A FUSE server that dies leaves the container's files hanging
+            // on a dead connection: stop the container, with the reason.
+            if let (Some(server), false, None) = (server, server_died, status) {
+                match waitpid(server, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) => {}
+                    // A clean end: the mount went away with the container,
+                    // which is exiting (its namespaces go before its
+                    // parent hears of it).
+                    Ok(WaitStatus::Exited(_, 0)) => {}
+                    _ => {
+                        server_died = true;
+                        let _ = kill(pid, Signal::SIGKILL);
+                    }
+                }
+            }
         }
     }
     if let Some(w) = writer.as_mut() {
         let _ = w.flush();
     }
-    Ok(status.expect("the loop ends only with a status"))
+    Ok(Served {
+        status: status.expect("the loop ends only with a status"),
+        server_died,
+    })
 }
 
 /// Records the exit, clears the runtime state, removes an `--rm` container.
-fn finish(dirs: &Dirs, id: &str, code: i32) -> Result<i32> {
+fn finish(dirs: &Dirs, id: &str, code: i32, error: String) -> Result<i32> {
     let _guard = record::lock(dirs, id)?;
     let mut rec = record::load_record(dirs, id)?;
     rec.last.exit_code = Some(code);
+    rec.last.error = error;
     rec.last.finished_at = crate::timefmt::now();
     record::save_record(dirs, &rec)?;
     record::clear_runtime(dirs, id);

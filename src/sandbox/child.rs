@@ -36,9 +36,10 @@ pub fn run(
     maps_done: OwnedFd,
     report: OwnedFd,
     tap_tx: Option<OwnedFd>,
+    fuse_server: Option<OwnedFd>,
 ) -> ! {
     let mut report = Some(report);
-    let err = match setup(plan, stdio, maps_done, &mut report, tap_tx) {
+    let err = match setup(plan, stdio, maps_done, &mut report, tap_tx, fuse_server) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -58,6 +59,7 @@ fn setup(
     maps_done: OwnedFd,
     report: &mut Option<OwnedFd>,
     tap_tx: Option<OwnedFd>,
+    fuse_server: Option<OwnedFd>,
 ) -> Result<Infallible, SandboxError> {
     let setup_err = |step: &str| {
         let step = step.to_string();
@@ -82,6 +84,7 @@ fn setup(
         .into_iter()
         .chain([maps_done.as_raw_fd()])
         .chain(tap_tx.as_ref().map(|t| t.as_raw_fd()))
+        .chain(fuse_server.as_ref().map(|t| t.as_raw_fd()))
         .collect::<Vec<_>>();
     sys::close_fds_except(&keep).map_err(|source| SandboxError::Setup {
         step: "close inherited descriptors".into(),
@@ -94,6 +97,15 @@ fn setup(
     }
 
     mounts::prepare_root(&plan.rootfs)?;
+    // A FUSE root is mounted first and served from outside: every later
+    // step below the rootfs is a request to that server.
+    if let (true, Some(server)) = (plan.fuse_root, fuse_server) {
+        let fuse = mounts::mount_fuse_root(&plan.rootfs)?;
+        super::fdpass::send(&server, fuse.as_fd()).map_err(|source| SandboxError::Setup {
+            step: "hand the FUSE mount to its server".into(),
+            source,
+        })?;
+    }
     for op in &plan.mounts {
         mounts::apply(&plan.rootfs, op)?;
     }

@@ -65,6 +65,14 @@ pub struct Stdio {
     pub stderr: OwnedFd,
 }
 
+/// What the caller hands the container besides its stdio.
+#[derive(Default)]
+pub struct Handover {
+    /// For a plan with `fuse_root`: a Unix socket to the FUSE server; the
+    /// child sends the `/dev/fuse` descriptor of the root mount through it.
+    pub fuse_server: Option<OwnedFd>,
+}
+
 /// A started container.
 #[derive(Debug)]
 pub struct Spawned {
@@ -79,7 +87,12 @@ pub struct Spawned {
 /// `exec`ed. The caller owns the child: it must `waitpid` it.
 ///
 /// Must be called from a single-threaded process (see `sys::clone_fork`).
-pub fn spawn(plan: &Plan, stdio: Stdio) -> Result<Spawned, SandboxError> {
+pub fn spawn(plan: &Plan, stdio: Stdio, handover: Handover) -> Result<Spawned, SandboxError> {
+    if plan.fuse_root && handover.fuse_server.is_none() {
+        return Err(SandboxError::Spec(
+            "a FUSE root needs a server to hand the mount to".into(),
+        ));
+    }
     let pipe = |what: &str| {
         pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::Setup {
             step: format!("create the {what} pipe"),
@@ -102,9 +115,16 @@ pub fn spawn(plan: &Plan, stdio: Stdio) -> Result<Spawned, SandboxError> {
     let child = clone_namespaces(plan.namespaces)?;
     let Some(pid) = child else {
         drop((maps_tx, report_rx, tap_rx));
-        child::run(plan, stdio, maps_rx, report_tx, tap_tx)
+        child::run(
+            plan,
+            stdio,
+            maps_rx,
+            report_tx,
+            tap_tx,
+            handover.fuse_server,
+        )
     };
-    drop((maps_rx, report_tx, stdio, tap_tx));
+    drop((maps_rx, report_tx, stdio, tap_tx, handover));
 
     let reap = |e: SandboxError| {
         let _ = kill(pid, Signal::SIGKILL);
@@ -208,6 +228,64 @@ fn write_id_maps(
     proc_file("setgroups", "deny")?;
     proc_file("uid_map", &idmap::proc_format(uid_map))?;
     proc_file("gid_map", &idmap::proc_format(gid_map))
+}
+
+/// A connected Unix socket pair for handing descriptors over:
+/// (receiver's end, sender's end).
+pub fn handover_channel() -> io::Result<(OwnedFd, OwnedFd)> {
+    fdpass::channel()
+}
+
+/// Receives one descriptor from a [`handover_channel`] end.
+pub fn receive_fd(sock: &OwnedFd) -> io::Result<OwnedFd> {
+    fdpass::receive(sock)
+}
+
+/// Starts `f` in a child process that is root of a fresh user namespace with
+/// these maps and returns its pid without waiting: how the supervisor runs a
+/// FUSE server that owns files of every mapped id. The child keeps only the
+/// descriptors in `keep` (besides stdio) and exits with `f`'s result.
+///
+/// Must be called from a single-threaded process (see `sys::clone_fork`).
+pub fn spawn_in_userns(
+    uid_map: &[idmap::IdMap],
+    gid_map: &[idmap::IdMap],
+    keep: &[std::os::fd::RawFd],
+    f: impl FnOnce() -> i32,
+) -> Result<Pid, SandboxError> {
+    let (maps_rx, maps_tx) = pipe2(OFlag::O_CLOEXEC).map_err(|e| SandboxError::Setup {
+        step: "create a pipe".into(),
+        source: e.into(),
+    })?;
+    let pid = match clone_namespaces(CloneFlags::CLONE_NEWUSER)? {
+        None => {
+            drop(maps_tx);
+            let mut keep = keep.to_vec();
+            keep.push(std::os::fd::AsRawFd::as_raw_fd(&maps_rx));
+            let _ = sys::close_fds_except(&keep);
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            let mut byte = [0u8; 1];
+            let code = match std::fs::File::from(maps_rx).read(&mut byte) {
+                Ok(1) => f(),
+                _ => 125,
+            };
+            sys::exit_now(code)
+        }
+        Some(pid) => pid,
+    };
+    drop(maps_rx);
+    if let Err(e) = write_id_maps(pid, uid_map, gid_map) {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        return Err(e);
+    }
+    std::fs::File::from(maps_tx)
+        .write_all(b"1")
+        .map_err(|source| SandboxError::Setup {
+            step: "release the helper".into(),
+            source,
+        })?;
+    Ok(pid)
 }
 
 /// Runs `f` in a child process that is root of a fresh user namespace with

@@ -52,6 +52,34 @@ pub fn prepare_root(rootfs: &Path) -> Result<()> {
     )))
 }
 
+/// Mounts FUSE on the rootfs, as root of the container's user namespace, and
+/// returns the `/dev/fuse` descriptor a server must answer on. The kernel
+/// checks permissions (`default_permissions`); `allow_other` lets every user
+/// of the container in.
+pub fn mount_fuse_root(rootfs: &Path) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let dev = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .map_err(io_step(
+            "open /dev/fuse (chmod 0666 /dev/fuse as root if it is not open to users)",
+        ))?;
+    let data = format!(
+        "fd={},rootmode=40000,user_id=0,group_id=0,default_permissions,allow_other",
+        dev.as_raw_fd()
+    );
+    mount(
+        Some("burrow"),
+        rootfs,
+        Some("fuse.burrow"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    )
+    .map_err(step("mount the FUSE root filesystem"))?;
+    Ok(dev.into())
+}
+
 /// Performs one mount of the spec under `rootfs`.
 pub fn apply(rootfs: &Path, op: &MountOp) -> Result<()> {
     let target =

@@ -20,6 +20,11 @@ pub const ANNOTATION_INIT: &str = "io.burrow.init";
 /// namespace, handed back to the supervisor: `NAME ADDR/PREFIX GATEWAY MTU`.
 pub const ANNOTATION_TAP: &str = "io.burrow.net.tap";
 
+/// The annotation that asks for a FUSE mount as the root filesystem: the
+/// child mounts `/dev/fuse` on the rootfs and hands the descriptor to a
+/// server the caller runs (burrow's overlay).
+pub const ANNOTATION_FUSE_ROOT: &str = "io.burrow.rootfs.fuse";
+
 /// A TAP device to create and configure inside the network namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapPlan {
@@ -89,6 +94,8 @@ pub struct Plan {
     pub init: bool,
     /// A TAP device for the userspace network, if the container has one.
     pub tap: Option<TapPlan>,
+    /// Mount FUSE on the rootfs and hand its descriptor to the caller's server.
+    pub fuse_root: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +224,7 @@ impl Plan {
         let tap = annotation(ANNOTATION_TAP)
             .map(|t| TapPlan::parse(t))
             .transpose()?;
+        let fuse_root = annotation(ANNOTATION_FUSE_ROOT).is_some_and(|v| v == "true");
         if tap.is_some() && !namespaces.contains(CloneFlags::CLONE_NEWNET) {
             return Err(bad(
                 "annotations",
@@ -247,6 +255,7 @@ impl Plan {
             process: process_plan(process)?,
             init,
             tap,
+            fuse_root,
         })
     }
 }
