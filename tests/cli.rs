@@ -29,3 +29,5 @@ mod registry;
 mod run;
 #[path = "cli/security.rs"]
 mod security;
+#[path = "cli/storage.rs"]
+mod storage;
