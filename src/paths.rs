@@ -119,13 +119,26 @@ pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
 /// fsynced, then renamed over the target. Readers see the old or the new file,
 /// never a torn one.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_replacing(path, contents, true)
+}
+
+/// [`write_atomic`] without the fsync, for state that a reboot makes
+/// meaningless anyway (the runtime folder): readers still never see a torn
+/// file, and a container start saves a disk flush.
+pub fn write_volatile(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_replacing(path, contents, false)
+}
+
+fn write_replacing(path: &Path, contents: &[u8], durable: bool) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut f = fs::File::create(&tmp)?;
     f.write_all(contents)?;
-    f.sync_data()?;
+    if durable {
+        f.sync_data()?;
+    }
     drop(f);
     fs::rename(&tmp, path)
 }

@@ -146,7 +146,7 @@ pub fn save_runtime(dirs: &Dirs, id: &str, rt: &Runtime) -> Result<()> {
     let dir = dirs.runtime_container(id);
     crate::paths::make_private_dir(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
-    write_atomic(&runtime_path(dirs, id), &serde_json::to_vec(rt)?)
+    crate::paths::write_volatile(&runtime_path(dirs, id), &serde_json::to_vec(rt)?)
         .context("cannot write the runtime state")
 }
 
