@@ -21,6 +21,7 @@
 //! handed a spec and file descriptors. `docs/architecture.md` has the long version.
 #![deny(unsafe_code)]
 
+pub mod build;
 pub mod cli;
 pub mod container;
 pub mod image;

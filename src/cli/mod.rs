@@ -17,6 +17,7 @@ mod ps;
 mod registry;
 mod run;
 pub mod table;
+mod build;
 mod commit;
 
 use std::path::PathBuf;
@@ -74,6 +75,8 @@ enum Command {
     Port(port::PortArgs),
     Inspect(inspect::InspectArgs),
     Import(images::ImportArgs),
+    Build(build::BuildArgs),
+    History(build::HistoryArgs),
     Diff(commit::DiffArgs),
     Commit(commit::CommitArgs),
     Images(images::ImagesArgs),
@@ -133,6 +136,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Import(a) => images::import(&dirs, a),
         Command::Images(a) => images::images(&dirs, a),
         Command::Rmi(a) => images::rmi(&dirs, a),
+        Command::Build(a) => build::build(&dirs, a),
+        Command::History(a) => build::history(&dirs, a),
         Command::Diff(a) => commit::diff(&dirs, a),
         Command::Commit(a) => commit::commit(&dirs, a),
         Command::Tag(a) => images::tag(&dirs, a),
