@@ -9,6 +9,8 @@ mod util;
 
 #[path = "cli/archive.rs"]
 mod archive;
+#[path = "cli/build.rs"]
+mod build;
 #[path = "cli/images.rs"]
 mod images;
 #[path = "cli/isolation.rs"]

@@ -1,0 +1,292 @@
+//! `diff`, `commit`, `build` and `history`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::util::Env;
+
+/// A context folder in the test's home with `files` (path, content).
+fn context(env: &Env, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = env.home().join(name);
+    for (path, text) in files {
+        let p = dir.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, text).unwrap();
+    }
+    dir
+}
+
+fn build(env: &Env, args: &[&str], ctx: &Path) -> crate::util::Output {
+    let mut v: Vec<String> = vec!["build".into()];
+    v.extend(args.iter().map(|s| s.to_string()));
+    v.push(ctx.display().to_string());
+    env.burrow(&v)
+}
+
+#[test]
+fn diff_lists_changes_and_commit_makes_an_image_with_them() {
+    let env = setup!(Env::new());
+    env.ok([
+        "run",
+        "--name",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /etc/motd; rm /bin/ls; mkdir /data",
+    ]);
+    let diff = env.ok(["diff", "box"]);
+    let lines: Vec<&str> = diff.lines().collect();
+    for want in ["C /etc", "A /etc/motd", "C /bin", "D /bin/ls", "A /data"] {
+        assert!(lines.contains(&want), "diff lacks {want:?}:\n{diff}");
+    }
+    assert!(
+        !diff.contains("/etc/hosts"),
+        "mount points are not changes:\n{diff}"
+    );
+    let id = env.ok(["commit", "-m", "snap", "-c", "ENV SNAP=1", "box", "snap:1"]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let out = env.ok([
+        "run",
+        "--rm",
+        "snap:1",
+        "sh",
+        "-c",
+        "cat /etc/motd; test -d /data && echo data; test -e /bin/ls || echo no-ls; echo $SNAP",
+    ]);
+    assert_eq!(out, "hi\ndata\nno-ls\n1\n");
+    let history = env.ok(["history", "snap:1"]);
+    assert!(
+        history.lines().nth(1).unwrap_or_default().contains("snap"),
+        "{history}"
+    );
+}
+
+const EVERYTHING: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM $BASE AS base
+ARG GREETING=hello
+ENV APP=/app NAME="two words"
+WORKDIR $APP
+COPY hello.txt ./
+COPY sub/ /app/sub/
+ADD files.tar /opt/
+RUN echo "$GREETING $NAME" > /app/run.txt && \
+    rm /bin/ls
+USER 0:0
+LABEL version="1.0" \
+      maintainer=me
+EXPOSE 5000 53/udp
+VOLUME ["/data"]
+STOPSIGNAL SIGINT
+SHELL ["/bin/sh", "-c"]
+HEALTHCHECK --interval=5s CMD true
+ONBUILD RUN echo triggered
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /app/hello.txt /app/run.txt /app/sub/s.txt /opt/d/t.txt; test -e /bin/ls || echo no-ls"]
+
+FROM busybox AS final
+COPY --from=base --chmod=600 /app/run.txt /copied.txt
+CMD ["cat", "/copied.txt"]
+"#;
+
+fn everything_context(env: &Env) -> PathBuf {
+    let ctx = context(
+        env,
+        "ctx",
+        &[
+            ("Dockerfile", EVERYTHING),
+            ("hello.txt", "hello-file\n"),
+            ("sub/s.txt", "sub-file\n"),
+            ("x.log", "ignored\n"),
+            (".dockerignore", "*.log\n"),
+        ],
+    );
+    let src = env.home().join("tarsrc/d");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("t.txt"), "from-tar\n").unwrap();
+    let tar = fs::File::create(ctx.join("files.tar")).unwrap();
+    let mut b = tar::Builder::new(tar);
+    b.append_dir_all("d", &src).unwrap();
+    b.finish().unwrap();
+    ctx
+}
+
+#[test]
+fn a_dockerfile_with_every_instruction_then_cache_and_target() {
+    let env = setup!(Env::new());
+    let ctx = everything_context(&env);
+    let out = build(
+        &env,
+        &[
+            "-t",
+            "app:1",
+            "--target",
+            "base",
+            "--build-arg",
+            "GREETING=hey",
+        ],
+        &ctx,
+    )
+    .success();
+    assert!(
+        out.stdout.contains("Step 1/18 : FROM $BASE AS base"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout.contains(" ---> Running in "),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout.contains("Successfully tagged app:1"),
+        "{}",
+        out.describe()
+    );
+    let run = env.ok(["run", "--rm", "app:1"]);
+    assert_eq!(
+        run,
+        "hello-file\nhey two words\nsub-file\nfrom-tar\nno-ls\n"
+    );
+    let cfg = &env.inspect("app:1")["Config"];
+    assert_eq!(cfg["WorkingDir"], "/app");
+    assert_eq!(cfg["StopSignal"], "SIGINT");
+    assert_eq!(cfg["Labels"]["version"], "1.0");
+    assert!(cfg["ExposedPorts"].to_string().contains("53/udp"), "{cfg}");
+    assert!(cfg["Env"].to_string().contains("NAME=two words"), "{cfg}");
+
+    // Everything again: every step from the cache, the same image.
+    let again = build(
+        &env,
+        &[
+            "-t",
+            "app:1",
+            "--target",
+            "base",
+            "--build-arg",
+            "GREETING=hey",
+        ],
+        &ctx,
+    )
+    .success();
+    assert_eq!(
+        again.stdout.matches("Using cache").count(),
+        16,
+        "{}",
+        again.describe()
+    );
+    assert!(!again.stdout.contains("Running in"), "{}", again.describe());
+    let id = |o: &str| o.lines().last().unwrap_or_default().to_string();
+    assert_eq!(id(&out.stdout), id(&again.stdout));
+
+    // One context file changed: the steps before its COPY stay cached.
+    fs::write(ctx.join("sub/s.txt"), "changed\n").unwrap();
+    let changed = build(
+        &env,
+        &[
+            "-t",
+            "app:1",
+            "--target",
+            "base",
+            "--build-arg",
+            "GREETING=hey",
+        ],
+        &ctx,
+    )
+    .success();
+    assert_eq!(
+        changed.stdout.matches("Using cache").count(),
+        3,
+        "{}",
+        changed.describe()
+    );
+    assert!(
+        changed.stdout.contains("Running in"),
+        "{}",
+        changed.describe()
+    );
+    assert!(env.ok(["run", "--rm", "app:1"]).contains("changed"));
+
+    // A .dockerignore'd file cannot be copied.
+    let ignored = context(
+        &env,
+        "ign",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY x.log /\n"),
+            ("x.log", ""),
+            (".dockerignore", "*.log\n"),
+        ],
+    );
+    let out = build(&env, &[], &ignored);
+    assert_ne!(out.code, 0, "{}", out.describe());
+    assert!(out.stderr.contains("x.log"), "{}", out.describe());
+}
+
+#[test]
+fn multi_stage_copy_from_and_history() {
+    let env = setup!(Env::new());
+    let ctx = everything_context(&env);
+    let out = build(&env, &["-q", "-t", "final:1"], &ctx).success();
+    assert!(
+        out.stdout.trim().starts_with("sha256:"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(
+        out.stdout.lines().count(),
+        1,
+        "-q prints only the id: {}",
+        out.describe()
+    );
+    assert_eq!(env.ok(["run", "--rm", "final:1"]), "hello two words\n");
+    let history = env.ok(["history", "final:1"]);
+    let header = history.lines().next().unwrap_or_default();
+    for col in ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"] {
+        assert!(header.contains(col), "{history}");
+    }
+    assert!(history.contains("CMD [\"cat\""), "{history}");
+    assert!(history.contains("<missing>"), "{history}");
+}
+
+#[test]
+fn a_failing_run_exits_1_and_tags_nothing() {
+    let env = setup!(Env::new());
+    let ctx = context(
+        &env,
+        "fail",
+        &[("Dockerfile", "FROM busybox\nRUN echo before\nRUN exit 3\n")],
+    );
+    let out = build(&env, &["-t", "broken:1"], &ctx).expect_code(1);
+    assert!(
+        out.stderr
+            .contains("The command '/bin/sh -c exit 3' returned a non-zero code: 3"),
+        "{}",
+        out.describe()
+    );
+    assert!(out.stdout.contains("before"), "{}", out.describe());
+    assert!(!env.ok(["images"]).contains("broken"));
+    assert_eq!(env.ok(["ps", "-aq"]), "", "build containers are removed");
+}
+
+#[test]
+fn a_dockerfile_on_stdin_has_no_context() {
+    let env = setup!(Env::new());
+    let file =
+        b"FROM busybox\nARG WHO=nobody\nRUN echo \"hi $WHO\" > /who\nCMD [\"cat\", \"/who\"]\n";
+    let out = env
+        .burrow_with_stdin(
+            ["build", "-t", "piped:1", "--build-arg", "WHO=stdin", "-"],
+            file,
+        )
+        .success();
+    assert!(
+        out.stdout.contains("Successfully tagged piped:1"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(env.ok(["run", "--rm", "piped:1"]), "hi stdin\n");
+    let copy = env.burrow_with_stdin(["build", "-"], b"FROM busybox\nCOPY a /\n");
+    assert_ne!(copy.code, 0, "{}", copy.describe());
+    assert!(copy.stderr.contains("context"), "{}", copy.describe());
+}
