@@ -23,6 +23,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod config;
 pub mod container;
 pub mod image;
 pub mod net;

@@ -59,7 +59,7 @@ pub fn run(root: Option<PathBuf>, runroot: Option<PathBuf>, a: &InfoArgs) -> Res
             println!("ID mapping: {ids}");
             println!("  uid map: {}", map_text(&ids.uid_map));
             println!("  gid map: {}", map_text(&ids.gid_map));
-            let (driver, why) = container::rootfs::choose(None, &[])?;
+            let (driver, why) = container::rootfs::choose(configured_driver()?, &[])?;
             println!(
                 "Storage driver: {} ({why}; vfs copies the image, always available)",
                 driver.name()
@@ -89,7 +89,7 @@ pub fn run(root: Option<PathBuf>, runroot: Option<PathBuf>, a: &InfoArgs) -> Res
                     "UidMap": map_text(&ids.uid_map),
                     "GidMap": map_text(&ids.gid_map),
                 },
-                "StorageDriver": container::rootfs::choose(None, &[])?.0.name(),
+                "StorageDriver": container::rootfs::choose(configured_driver()?, &[])?.0.name(),
                 "DataRoot": data,
                 "RuntimeRoot": runtime,
                 "Containers": total,
@@ -101,4 +101,13 @@ pub fn run(root: Option<PathBuf>, runroot: Option<PathBuf>, a: &InfoArgs) -> Res
         other => bail!("unknown format \"{other}\": use text or json"),
     }
     Ok(0)
+}
+
+/// The driver config.toml or BURROW_STORAGE_DRIVER asks for, if any.
+fn configured_driver() -> Result<Option<container::rootfs::Driver>> {
+    let name = match std::env::var("BURROW_STORAGE_DRIVER") {
+        Ok(v) if !v.is_empty() => v,
+        _ => crate::config::load()?.storage_driver.unwrap_or_default(),
+    };
+    container::rootfs::Driver::parse(&name)
 }

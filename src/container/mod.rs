@@ -107,7 +107,12 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
     if let Some(n) = &req.name {
         names::validate(n).map_err(|e| anyhow!(e))?;
     }
-    let requested_driver = rootfs::Driver::parse(&req.storage_driver)?;
+    // The flag (or BURROW_STORAGE_DRIVER), else config.toml, else automatic.
+    let driver_name = match req.storage_driver.as_str() {
+        "" => crate::config::load()?.storage_driver.unwrap_or_default(),
+        name => name.to_string(),
+    };
+    let requested_driver = rootfs::Driver::parse(&driver_name)?;
     let image = resolve_or_pull(dirs, &req.image)?;
     let ports = published_ports(req, network, &image)?;
     let cfg = image.config.config().clone().unwrap_or_default();

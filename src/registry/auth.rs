@@ -129,15 +129,7 @@ struct AuthEntry {
 
 /// Where burrow keeps credentials: `$XDG_CONFIG_HOME/burrow` or `~/.config/burrow`.
 pub fn config_dir() -> Option<PathBuf> {
-    let env = |name| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-    };
-    env("XDG_CONFIG_HOME")
-        .map(|d| d.join("burrow"))
-        .or_else(|| env("HOME").map(|h| h.join(".config/burrow")))
+    crate::config::dir()
 }
 
 fn docker_config() -> Option<PathBuf> {
