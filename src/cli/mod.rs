@@ -6,6 +6,7 @@
 //! exit code 125; a container's own exit code is returned as `Ok(code)`.
 
 mod archive;
+mod image;
 mod images;
 mod info;
 mod inspect;
@@ -83,6 +84,7 @@ enum Command {
     Rmi(images::RmiArgs),
     Tag(images::TagArgs),
     Save(archive::SaveArgs),
+    Image(image::ImageArgs),
     Load(archive::LoadArgs),
     Pull(registry::PullArgs),
     Push(registry::PushArgs),
@@ -142,6 +144,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Commit(a) => commit::commit(&dirs, a),
         Command::Tag(a) => images::tag(&dirs, a),
         Command::Save(a) => archive::save(&dirs, a),
+        Command::Image(a) => image::run(&dirs, a),
         Command::Load(a) => archive::load(&dirs, a),
         Command::Pull(a) => registry::pull(&dirs, a),
         Command::Push(a) => registry::push(&dirs, a),

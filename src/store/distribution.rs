@@ -17,7 +17,7 @@
 //! - `layers`: diff_id → the compressed blob that holds that layer, and the
 //!   repositories known to hold the blob (for cross-repository mounts).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -406,6 +406,48 @@ impl Store {
             format!("{}@{manifest}", reference.familiar_name()),
             id.to_string(),
         );
+        self.save_registry_index(&index)
+    }
+
+    /// Drops what `registry.json` says about a deleted image (its manifest,
+    /// its repository digests, the blobs of the layers `gone` with it) and
+    /// removes the blob files nothing else recorded still names.
+    pub(super) fn forget_image(&self, id: &str, gone: &[Digest]) -> Result<(), StoreError> {
+        let mut index = self.registry_index()?;
+        let mut unused = Vec::new();
+        unused.extend(index.manifests.remove(id));
+        index.repo_digests.retain(|name, image| {
+            let keep = image != id;
+            if !keep && let Some((_, digest)) = name.rsplit_once('@') {
+                unused.push(digest.to_string());
+            }
+            keep
+        });
+        for diff_id in gone {
+            unused.extend(index.layers.remove(diff_id.hex()).map(|b| b.digest));
+        }
+        let mut named: HashSet<String> = index.manifests.values().cloned().collect();
+        named.extend(index.layers.values().map(|b| b.digest.clone()));
+        named.extend(
+            index
+                .repo_digests
+                .keys()
+                .filter_map(|k| k.rsplit_once('@').map(|(_, d)| d.to_string())),
+        );
+        for digest in unused {
+            let Ok(d) = digest.parse::<Digest>() else {
+                continue;
+            };
+            // An image's config is its id: never a blob another image's record names.
+            if named.contains(&digest) || self.meta(d.hex()).exists() {
+                continue;
+            }
+            match fs::remove_file(self.blob(d.hex())) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(anyhow!(e).context(format!("cannot remove blob {d}")).into()),
+            }
+        }
         self.save_registry_index(&index)
     }
 

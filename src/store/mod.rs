@@ -20,7 +20,7 @@
 //! pushes need (compressed blobs, manifests, repository digests; `registry.json`),
 //! [`pack`] turns a layer folder back into a tarball, [`archive`] saves and loads
 //! docker-archive and oci-archive tarballs, [`index`] keeps tags and metadata,
-//! [`import`] builds configs, [`remove`] decides what `rmi` may do, [`lock`] and
+//! [`import`] builds configs, [`remove`] decides what `rmi` may do, [`prune`] what `image prune` removes, [`lock`] and
 //! [`scratch`] are the concurrency and atomicity plumbing.
 
 mod archive;
@@ -31,6 +31,7 @@ mod index;
 mod layer;
 mod lock;
 mod pack;
+mod prune;
 mod remove;
 mod scratch;
 #[cfg(test)]
@@ -50,6 +51,7 @@ pub use commit::NewImage;
 pub use distribution::{BlobMismatch, Committed, LayerBlob, PullCommit, PulledLayer, StagedLayer};
 pub use import::{ImportOptions, host_arch};
 pub use layer::{Compression, LayerError, detect};
+pub use prune::Pruned;
 pub use remove::Conflict;
 
 use self::index::{Meta, Tags};
@@ -252,7 +254,8 @@ impl Store {
         Ok(removed)
     }
 
-    /// Deletes the image's meta and config, and moves its layers that no other
+    /// Deletes the image's meta and config, forgets its registry records and
+    /// the blobs only it used, and moves its layers that no other
     /// image uses into a scratch folder, returned so the caller can drop it
     /// (and the files) once the lock is released.
     fn delete_image(&self, id: &str) -> Result<Scratch, StoreError> {
@@ -265,16 +268,21 @@ impl Store {
         let in_use = self.layers_in_use()?;
         let trash =
             Scratch::create(&self.tmp, "trash").context("cannot create a scratch folder")?;
+        let mut gone = Vec::new();
         for diff_id in config.rootfs().diff_ids() {
             let digest = parse_diff_id(diff_id)?;
             let dir = self.layer_dir(&digest);
-            if in_use.contains(digest.hex()) || !dir.exists() {
+            if in_use.contains(digest.hex()) {
                 continue;
             }
-            fs::rename(&dir, trash.path().join(digest.hex()))
-                .or_else(|_| layer::move_into_place(&dir, &trash.path().join(digest.hex())))
-                .with_context(|| format!("cannot remove layer {}", dir.display()))?;
+            if dir.exists() {
+                fs::rename(&dir, trash.path().join(digest.hex()))
+                    .or_else(|_| layer::move_into_place(&dir, &trash.path().join(digest.hex())))
+                    .with_context(|| format!("cannot remove layer {}", dir.display()))?;
+            }
+            gone.push(digest);
         }
+        self.forget_image(id, &gone)?;
         Ok(trash)
     }
 

@@ -347,3 +347,25 @@ fn corrupt_and_foreign_archives_are_refused_without_a_trace() {
     );
     assert_empty_store(&fresh);
 }
+
+#[test]
+fn rmi_removes_the_blobs_and_records_only_the_image_used() {
+    let env = setup!(Env::new());
+    let archive = save(&env, "oci-archive");
+    let fresh = setup!(Env::empty());
+    fresh.ok(["load", "-i", archive.to_str().unwrap()]);
+    let images = fresh.data_dir().join("images");
+    let blobs = entries(&images.join("blobs/sha256"));
+    // The config and the gzip layer blob, kept for push and save.
+    assert_eq!(blobs.len(), 2, "{blobs:?}");
+    let registry = fs::read_to_string(images.join("registry.json")).unwrap();
+    assert!(registry.contains("tar+gzip"), "{registry}");
+    fresh.ok(["tag", "busybox", "copy:1"]);
+    fresh.ok(["rmi", "busybox"]);
+    assert_eq!(entries(&images.join("blobs/sha256")).len(), 2);
+    fresh.ok(["rmi", "copy:1"]);
+    assert_empty_store(&fresh);
+    let registry: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(images.join("registry.json")).unwrap()).unwrap();
+    assert_eq!(registry["layers"], serde_json::json!({}), "{registry}");
+}

@@ -209,3 +209,80 @@ fn import_takes_gzip_compressed_tarballs() {
     );
     env.ok(["run", "--rm", "zipped", "true"]);
 }
+
+#[test]
+fn image_prune_removes_dangling_then_unused_images() {
+    let env = setup!(Env::new());
+    let tar = env.busybox_tar();
+    // The same layer again, under another config and no tag: dangling.
+    let dangling = env.ok([
+        "import".as_ref(),
+        tar.as_os_str(),
+        "-m".as_ref(),
+        "second".as_ref(),
+    ]);
+    let out = env.burrow(["image", "prune", "-f"]).success();
+    assert_eq!(
+        out.stdout,
+        format!(
+            "Deleted Images:\ndeleted: {}\n\nTotal reclaimed space: 0B\n",
+            dangling.trim()
+        ),
+        "the layer is shared, so nothing was reclaimed\n{}",
+        out.describe()
+    );
+    env.ok(["tag", "busybox", "other:1"]);
+    env.ok(["create", "--name", "user", "busybox", "true"]);
+    let out = env.burrow(["image", "prune", "-a", "-f"]).success();
+    assert_eq!(
+        out.stdout,
+        "Total reclaimed space: 0B\n",
+        "{}",
+        out.describe()
+    );
+    // Without -f it asks, and anything but yes keeps everything.
+    let out = env
+        .burrow_with_stdin(["image", "prune", "-a"], b"n\n")
+        .success();
+    assert!(out.stderr.contains("Are you sure"), "{}", out.describe());
+    env.ok(["rm", "user"]);
+    let out = env.burrow(["image", "prune", "-a", "-f"]).success();
+    let lines = out.lines();
+    assert_eq!(
+        &lines[..3],
+        [
+            "Deleted Images:",
+            "untagged: busybox:latest",
+            "untagged: other:1"
+        ],
+        "{}",
+        out.describe()
+    );
+    assert!(
+        lines[3].starts_with("deleted: sha256:"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        lines[4].starts_with("Total reclaimed space: ") && !lines[4].ends_with(" 0B"),
+        "{}",
+        out.describe()
+    );
+    assert!(env.ok(["image", "ls", "-q"]).trim().is_empty());
+    let layers = env.data_dir().join("images/layers");
+    assert_eq!(std::fs::read_dir(layers).unwrap().count(), 0);
+}
+
+#[test]
+fn image_group_aliases_the_top_level_commands() {
+    let env = setup!(Env::new());
+    let ls = env.ok(["image", "ls"]);
+    assert_eq!(ls, env.ok(["images"]));
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(["image", "inspect", "busybox"])).unwrap();
+    assert_eq!(v[0]["RepoTags"][0], "busybox:latest");
+    env.ok(["image", "tag", "busybox", "copy:1"]);
+    let out = env.burrow(["image", "rm", "copy:1"]).success();
+    assert_eq!(out.stdout, "Untagged: copy:1\n");
+    env.burrow(["image", "inspect", "nosuch"]).burrow_error();
+}
