@@ -217,28 +217,30 @@ fn start_of(inst: &parse_dockerfile::Instruction<'_>) -> usize {
 fn step_text(chunk: &str, escape: char) -> String {
     let mut out = String::new();
     let mut lines = chunk.lines();
-    while let Some(line) = lines.next() {
-        let trimmed = line.trim_end();
-        if let Some(body) = trimmed.strip_suffix(escape) {
+    let Some(first) = lines.next() else {
+        return out;
+    };
+    let trimmed = first.trim_end();
+    match trimmed.strip_suffix(escape) {
+        None => out.push_str(trimmed),
+        Some(body) => {
             out.push_str(body);
             // Comment lines inside a continuation are skipped, as Docker does.
-            for next in lines.by_ref() {
+            for next in lines {
                 let t = next.trim_start();
                 if t.starts_with('#') || t.is_empty() {
                     continue;
                 }
                 let t = next.trim_end();
-                if let Some(b) = t.strip_suffix(escape) {
-                    out.push_str(b);
-                    continue;
+                match t.strip_suffix(escape) {
+                    Some(b) => out.push_str(b),
+                    None => {
+                        out.push_str(t);
+                        break;
+                    }
                 }
-                out.push_str(t);
-                break;
             }
-        } else {
-            out.push_str(trimmed);
         }
-        break;
     }
     out.trim().to_string()
 }
@@ -253,7 +255,7 @@ fn join_continuations(s: &str, escape: char) -> String {
             Some(body) if lines.peek().is_some() => out.push_str(body),
             _ => {
                 let t = trimmed.trim_start();
-                if !(t.starts_with('#') && !out.is_empty()) {
+                if !t.starts_with('#') || out.is_empty() {
                     out.push_str(trimmed);
                 }
                 if lines.peek().is_some() {
