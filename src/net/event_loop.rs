@@ -21,6 +21,7 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::socket::{setsockopt, sockopt};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::State;
 use smoltcp::time::Instant;
@@ -41,6 +42,17 @@ const UDP_IDLE: Duration = Duration::from_secs(60);
 const DNS_IDLE: Duration = Duration::from_secs(10);
 const TCP_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// `-p` connections per port being opened into the container at once. A
+/// server with a short listen backlog (busybox httpd's is 9) drops the
+/// handshakes that overflow it, and smoltcp's retransmissions (one second
+/// at least, then doubling) make such a burst take tens of seconds; the
+/// kernel keeps the rest in the host listener's backlog or we hold them.
+const MAX_OPENING: usize = 8;
+/// A connection counts as opened once the container answered on it, or
+/// after this long.
+const OPENING_GRACE: Duration = Duration::from_secs(1);
+/// Accepted `-p` clients waiting for their turn, per port.
+const MAX_WAITING: usize = 4096;
 
 enum Flow {
     Tcp(TcpFlow),
@@ -61,6 +73,12 @@ struct TcpFlow {
     /// Seen closed once; removed at the next turn, after smoltcp sent its RST.
     closed_seen: bool,
     last_active: StdInstant,
+    /// For a `-p` connection still opening: the published port's index.
+    opening: Option<usize>,
+    opened_at: StdInstant,
+    /// Bytes moved each way, to tell when the container has answered.
+    to_container: u64,
+    to_host: u64,
 }
 
 struct UdpFlow {
@@ -101,6 +119,9 @@ pub struct EventLoop {
     tap_readable: bool,
     datagram: Vec<u8>,
     last_sweep: StdInstant,
+    /// Per published port: connections opening, and clients waiting.
+    opening: Vec<usize>,
+    waiting: Vec<std::collections::VecDeque<(TcpStream, SocketAddr)>>,
 }
 
 fn io_err(step: &'static str) -> impl FnOnce(io::Error) -> NetError {
@@ -157,6 +178,7 @@ impl EventLoop {
             published.push(entry);
         }
         let start = StdInstant::now();
+        let count = published.len();
         Ok(EventLoop {
             poll,
             tap: File::from(tap),
@@ -173,6 +195,8 @@ impl EventLoop {
             tap_readable: true,
             datagram: vec![0; 65536],
             last_sweep: start,
+            opening: vec![0; count],
+            waiting: (0..count).map(|_| Default::default()).collect(),
         })
     }
 
@@ -212,6 +236,10 @@ impl EventLoop {
         }
         let now = self.now();
         let mut timeout = self.stack.poll_delay(now);
+        if self.opening.iter().any(|&n| n > 0) {
+            let tick = OPENING_GRACE / 4;
+            timeout = Some(timeout.map_or(tick, |t| t.min(tick)));
+        }
         if self.flows.len() > self.free.len() || !self.udp_in.is_empty() {
             let sweep = SWEEP_EVERY.saturating_sub(self.last_sweep.elapsed());
             timeout = Some(timeout.map_or(sweep, |t| t.min(sweep)));
@@ -301,6 +329,9 @@ impl EventLoop {
         match flow {
             Flow::Tcp(mut tcp) => {
                 let _ = self.poll.registry().deregister(&mut tcp.stream);
+                if let Some(index) = tcp.opening {
+                    self.opening[index] -= 1;
+                }
                 match tcp.handle {
                     Some(h) => self.stack.remove(h),
                     None => {
@@ -404,31 +435,49 @@ impl EventLoop {
         }
     }
 
-    /// Accepts `-p` clients and opens their connections into the container.
+    /// Accepts `-p` clients; they wait for their turn to be opened.
     fn accept(&mut self, index: usize) {
         loop {
-            let Some(Published::Tcp(listener, map)) = self.published.get(index) else {
+            let Some(Published::Tcp(listener, _)) = self.published.get(index) else {
                 return;
             };
-            let port = map.container_port;
-            let (stream, client) = match listener.accept() {
-                Ok(accepted) => accepted,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+            match listener.accept() {
+                Ok(accepted) => {
+                    if self.waiting[index].len() < MAX_WAITING {
+                        self.waiting[index].push_back(accepted);
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 // ECONNABORTED, EMFILE...: skip this one; a full fd table
                 // resolves as flows end.
-                Err(_) => return,
+                Err(_) => break,
+            }
+        }
+        self.open_waiting(index);
+    }
+
+    /// Opens connections into the container for waiting `-p` clients, a
+    /// few at a time (see [`MAX_OPENING`]).
+    fn open_waiting(&mut self, index: usize) {
+        while self.opening[index] < MAX_OPENING {
+            let Some((stream, client)) = self.waiting[index].pop_front() else {
+                return;
             };
+            let Some(Published::Tcp(_, map)) = self.published.get(index) else {
+                return;
+            };
+            let port = map.container_port;
             let now = self.now();
-            let Some(handle) =
-                self.stack
-                    .open_inbound(client, port, !self.cfg.keep_gateway_source, now)
-            else {
+            let real = !self.cfg.keep_gateway_source;
+            let Some(handle) = self.stack.open_inbound(client, port, real, now) else {
                 continue; // dropping the stream closes it
             };
             let _ = stream.set_nodelay(true);
             let mut flow = TcpFlow::new(stream, Some(handle), 0);
             flow.writable = true;
+            flow.opening = Some(index);
+            self.opening[index] += 1;
             let i = self.add_flow(Flow::Tcp(flow));
             if let Some(Flow::Tcp(tcp)) = &mut self.flows[i]
                 && self
@@ -579,7 +628,15 @@ impl EventLoop {
             };
             let Some(handle) = tcp.handle else { continue };
             let socket = self.stack.socket(handle);
-            if !tcp.splice(socket) {
+            let alive = tcp.splice(socket);
+            if let Some(index) = tcp.opening
+                && (!alive || tcp.opened(socket))
+            {
+                tcp.opening = None;
+                self.opening[index] -= 1;
+                self.open_waiting(index);
+            }
+            if !alive {
                 self.drop_flow(i);
             }
         }
@@ -620,7 +677,24 @@ impl TcpFlow {
             shut_wr: false,
             closed_seen: false,
             last_active: StdInstant::now(),
+            opening: None,
+            opened_at: StdInstant::now(),
+            to_container: 0,
+            to_host: 0,
         }
+    }
+
+    /// Whether the container has answered on this connection (or it had
+    /// its grace time).
+    fn opened(&self, socket: &smoltcp::socket::tcp::Socket<'static>) -> bool {
+        let answered = match socket.state() {
+            State::SynSent | State::Listen | State::SynReceived => false,
+            State::Established => {
+                self.to_host > 0 || (self.to_container > 0 && socket.send_queue() == 0)
+            }
+            _ => true,
+        };
+        answered || self.opened_at.elapsed() >= OPENING_GRACE
     }
 
     /// Splices both directions as far as they go; returns false when the
@@ -632,6 +706,19 @@ impl TcpFlow {
                     return false;
                 }
                 self.closed_seen = true;
+                if !(self.host_eof && self.shut_wr) {
+                    // Reset, not closed in order: the host peer gets a RST
+                    // too (a linger of zero makes close() send one), so a
+                    // client of a port nobody listens on inside fails fast.
+                    let _ = setsockopt(
+                        &self.stream,
+                        sockopt::Linger,
+                        &libc::linger {
+                            l_onoff: 1,
+                            l_linger: 0,
+                        },
+                    );
+                }
                 return true;
             }
             State::Listen | State::SynSent | State::SynReceived => return true,
@@ -644,7 +731,10 @@ impl TcpFlow {
                 Ok(n) => (n, Ok(n)),
                 Err(err) => (0, Err(err)),
             }) {
-                Ok(Ok(_)) => self.last_active = StdInstant::now(),
+                Ok(Ok(n)) => {
+                    self.to_host += n as u64;
+                    self.last_active = StdInstant::now();
+                }
                 Ok(Err(err)) if err.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => {}
                 Ok(Err(_)) | Err(_) => {
@@ -669,7 +759,10 @@ impl TcpFlow {
                     self.host_eof = true;
                     socket.close();
                 }
-                Ok(Ok(_)) => self.last_active = StdInstant::now(),
+                Ok(Ok(n)) => {
+                    self.to_container += n as u64;
+                    self.last_active = StdInstant::now();
+                }
                 Ok(Err(err)) if err.kind() == io::ErrorKind::WouldBlock => self.readable = false,
                 Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => {}
                 Ok(Err(_)) | Err(_) => {

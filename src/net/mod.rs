@@ -100,9 +100,10 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
-    /// The defaults, with the DNS servers of the host's /etc/resolv.conf.
+    /// The defaults, with the DNS servers of the host's /etc/resolv.conf
+    /// (or of `~/.config/burrow/resolv.conf` if the user wrote one).
     pub fn from_host() -> NetConfig {
-        let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let text = std::fs::read_to_string(config::resolv_conf_path()).unwrap_or_default();
         NetConfig {
             mtu: stack::DEFAULT_MTU,
             allow_host_loopback: true,

@@ -375,17 +375,16 @@ fn bulk_transfer_each_way_with_a_checksum() {
     ]);
     let deadline = Instant::now() + secs(15);
     let mut stream = loop {
-        // The connection is accepted on the host at once; it is the
-        // container's listener that may not be up yet, which shows as an
-        // immediate close. Retry until data flows.
-        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
-            thread::sleep(Duration::from_millis(300));
+        // The host accepts at once; while the container's nc does not
+        // listen yet, its RST reaches us as a reset. nc itself half-closes
+        // at once (its stdin is empty), so a clean EOF means it is there.
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
             let mut probe = [0u8; 1];
-            s.set_nonblocking(true).unwrap();
-            let closed = matches!((&s).read(&mut probe), Ok(0));
-            s.set_nonblocking(false).unwrap();
-            if !closed {
-                break s;
+            match s.read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                _ => break s,
             }
         }
         assert!(
