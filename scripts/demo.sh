@@ -6,7 +6,9 @@
 # 1. installs the few packages burrow needs (with sudo when not root),
 # 2. builds burrow in release mode (needs Rust from rustup),
 # 3. makes a 2 MB busybox image and imports it,
-# 4. runs a web server in a container, fetches its page, stops and removes it.
+# 4. runs a web server in a container with its port 80 published on the
+#    host's 127.0.0.1 (`-p`, through burrow's userspace network), fetches its
+#    page, stops and removes it.
 #
 # burrow is rootless: run as root, this script still runs every burrow command
 # as the unprivileged user `burrow-demo` (created with subordinate ids).
@@ -89,9 +91,10 @@ burrow rm -f demo-web >/dev/null 2>&1 || true
 cleanup() { burrow rm -f demo-web >/dev/null 2>&1 || true; cleanup_work; }
 trap cleanup EXIT
 
-say "burrow run -d --name demo-web --network host busybox httpd -f -p 127.0.0.1:$port -h /var/www"
-burrow run -d --name demo-web --network host busybox httpd -f -p "127.0.0.1:$port" -h /var/www
+say "burrow run -d --name demo-web -p 127.0.0.1:$port:80 busybox httpd -f -p 80 -h /var/www"
+burrow run -d --name demo-web -p "127.0.0.1:$port:80" busybox httpd -f -p 80 -h /var/www
 burrow ps
+burrow port demo-web
 
 say "fetching http://127.0.0.1:$port/"
 page=
