@@ -180,6 +180,41 @@ impl Client {
         }
     }
 
+    /// `GET /v2/NAME/blobs/DIGEST` from byte `offset` on (a `Range`
+    /// request); returns the stream and the offset it really starts at: 0
+    /// when the registry ignored the range.
+    pub fn blob_from(
+        &self,
+        repo: &str,
+        digest: &str,
+        what: &str,
+        offset: u64,
+    ) -> Result<super::retry::Opened, RegistryError> {
+        if offset == 0 {
+            let body = self.blob(repo, digest, what)?;
+            return Ok((Box::new(body), 0));
+        }
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let range = format!("bytes={offset}-");
+        let resp = self.request(
+            Method::GET,
+            &url,
+            &pull_scope(repo),
+            &[("Range", &range)],
+            Body::Empty,
+            what,
+        )?;
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT => Ok((Box::new(resp.into_body().into_reader()), offset)),
+            s if s.is_success() => Ok((Box::new(resp.into_body().into_reader()), 0)),
+            StatusCode::NOT_FOUND => Err(RegistryError::BlobUnknown {
+                reference: what.into(),
+                digest: digest.into(),
+            }),
+            _ => Err(status_error(what, resp)),
+        }
+    }
+
     /// `HEAD /v2/NAME/blobs/DIGEST`: whether the repository has the blob.
     pub fn has_blob(&self, repo: &str, digest: &Digest, what: &str) -> Result<bool, RegistryError> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));

@@ -7,7 +7,8 @@
 //! - [`manifest`] is pure data: the four manifest media types, layer media
 //!   types, platform selection in an index;
 //! - [`pull`] and [`push`] are linear recipes over a client and the
-//!   [`crate::store::Store`]; [`search`] lists repositories.
+//!   [`crate::store::Store`]; [`search`] lists repositories;
+//! - [`retry`] retries and resumes blob downloads, [`progress`] shows them.
 //!
 //! Every failure is a [`RegistryError`] that names the reference and the
 //! cause. Nothing a pull writes is visible before the whole image is in the
@@ -17,8 +18,10 @@ mod auth;
 mod client;
 mod config;
 pub mod manifest;
+mod progress;
 mod pull;
 mod push;
+mod retry;
 mod search;
 
 use thiserror::Error;

@@ -8,8 +8,8 @@
 //! scratch folders, so the store is as it was; a pull killed midway leaves
 //! only scratch that the next `Store::open` removes.
 
-use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,6 +19,8 @@ use oci_spec::image::ImageConfiguration;
 use super::RegistryError;
 use super::client::{Client, Transport};
 use super::manifest::{self, Descriptor, Document, DocumentError, Manifest, Wanted};
+use super::progress::Progress;
+use super::retry::{self, Resuming};
 use crate::image::{Digest, Reference};
 use crate::paths::Dirs;
 use crate::store::{
@@ -48,33 +50,12 @@ pub struct PullOptions {
     pub output: Output,
 }
 
-/// Prints whole lines from several threads.
-struct Printer {
-    output: Output,
-    lock: Mutex<()>,
-}
-
-impl Printer {
-    fn line(&self, text: &str) {
-        let _guard = self.lock.lock().unwrap();
-        // A closed pipe must not fail the pull.
-        let _ = match self.output {
-            Output::Quiet => Ok(()),
-            Output::Stdout => writeln!(std::io::stdout(), "{text}"),
-            Output::Stderr => writeln!(std::io::stderr(), "{text}"),
-        };
-    }
-}
-
 /// Pulls `reference` into the store under `dirs` and returns the image.
 pub fn pull(dirs: &Dirs, reference: &str, opts: &PullOptions) -> Result<Image> {
     let reference: Reference = reference.parse()?;
     let store = Store::open(dirs)?;
     let client = Client::new(reference.domain(), &opts.transport)?;
-    let out = Printer {
-        output: opts.output,
-        lock: Mutex::new(()),
-    };
+    let out = Progress::new(opts.output);
     let what = reference.to_string();
     let repo = reference.path();
     let wanted = opts.platform.clone().unwrap_or_else(Wanted::host);
@@ -146,13 +127,20 @@ pub fn pull(dirs: &Dirs, reference: &str, opts: &PullOptions) -> Result<Image> {
     let mut queued = HashSet::new();
     for (i, (layer, diff_id)) in manifest.layers.iter().zip(&diff_ids).enumerate() {
         if store.has_layer(diff_id) {
-            out.line(&format!("{}: Already exists", short(&layer.digest)));
+            out.layer(short(&layer.digest), "Already exists", layer.size, false);
         } else if queued.insert(diff_id.clone()) {
-            out.line(&format!("{}: Pulling fs layer", short(&layer.digest)));
-            jobs.push((i, layer.clone(), diff_id.clone()));
+            let row = out.layer(short(&layer.digest), "Pulling fs layer", layer.size, true);
+            jobs.push(Job {
+                index: i,
+                row,
+                layer: layer.clone(),
+                diff_id: diff_id.clone(),
+            });
         }
     }
-    let mut staged = download_all(&store, &client, repo, &what, jobs, &out)?;
+    let staged = download_all(&store, &client, repo, &what, jobs, &out);
+    out.finish();
+    let mut staged = staged?;
 
     let layers = manifest
         .layers
@@ -242,6 +230,14 @@ fn fetch_config(client: &Client, repo: &str, manifest: &Manifest, what: &str) ->
     Ok(bytes)
 }
 
+/// One layer to download: its place in the manifest and on screen.
+struct Job {
+    index: usize,
+    row: usize,
+    layer: Descriptor,
+    diff_id: Digest,
+}
+
 /// Downloads and unpacks `jobs` with a few threads; stops handing out new
 /// ones after the first failure, which it returns.
 fn download_all(
@@ -249,25 +245,25 @@ fn download_all(
     client: &Client,
     repo: &str,
     what: &str,
-    jobs: Vec<(usize, Descriptor, Digest)>,
-    out: &Printer,
-) -> Result<std::collections::HashMap<usize, StagedLayer>> {
+    jobs: Vec<Job>,
+    out: &Progress,
+) -> Result<HashMap<usize, StagedLayer>> {
     let workers = jobs.len().min(PARALLEL_DOWNLOADS);
     let queue = Mutex::new(jobs.into_iter());
     let failed = AtomicBool::new(false);
-    let done = Mutex::new(std::collections::HashMap::new());
+    let done = Mutex::new(HashMap::new());
     let errors = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
                 while !failed.load(Ordering::Relaxed) {
-                    let Some((i, layer, diff_id)) = queue.lock().unwrap().next() else {
+                    let Some(job) = queue.lock().unwrap().next() else {
                         break;
                     };
-                    match fetch_layer(store, client, repo, what, &layer, &diff_id) {
+                    match fetch_layer(store, client, repo, what, &job, out) {
                         Ok(staged) => {
-                            out.line(&format!("{}: Pull complete", short(&layer.digest)));
-                            done.lock().unwrap().insert(i, staged);
+                            out.state(job.row, "Pull complete");
+                            done.lock().unwrap().insert(job.index, staged);
                         }
                         Err(e) => {
                             failed.store(true, Ordering::Relaxed);
@@ -284,17 +280,25 @@ fn download_all(
     }
 }
 
-/// One layer: streamed from the registry straight into the unpacker.
+/// One layer: streamed from the registry straight into the unpacker,
+/// resumed where it stopped after a transient failure.
 fn fetch_layer(
     store: &Store,
     client: &Client,
     repo: &str,
     what: &str,
-    layer: &Descriptor,
-    diff_id: &Digest,
+    job: &Job,
+    out: &Progress,
 ) -> Result<StagedLayer> {
+    let layer = &job.layer;
     let expected = parse_digest(what, &layer.digest)?;
-    let stream = client.blob(repo, &layer.digest, what)?;
+    let stream = Resuming::open(
+        layer.size,
+        |offset| client.blob_from(repo, &layer.digest, what, offset),
+        |n| out.advance(job.row, n),
+        |attempt| out.state(job.row, &format!("Retrying ({attempt}/{})", retry::RETRIES)),
+        std::thread::sleep,
+    )?;
     let staged = store
         .receive_layer(stream, &expected)
         .map_err(|e| match e {
@@ -314,7 +318,7 @@ fn fetch_layer(
     check_digest(
         what,
         &format!("the uncompressed layer {}", short(&layer.digest)),
-        diff_id,
+        &job.diff_id,
         &staged.diff_id,
     )?;
     Ok(staged)

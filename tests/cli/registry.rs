@@ -567,3 +567,133 @@ fn basic_auth_needs_login() {
     );
     env.burrow(["pull", &reg.name("private:2")]).burrow_error();
 }
+
+/// An OCI layout with the busybox rootfs (gzip) and a layer of `size` random
+/// bytes in one file, `/big`, left uncompressed so it cannot shrink.
+fn layout_with_big_layer(size: usize) -> Option<tempfile::TempDir> {
+    let rootfs = match busybox_tar() {
+        Ok(t) => fs::read(t).unwrap(),
+        Err(reason) => return skip(&reason),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = dir.path().join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let digest = sha256(bytes);
+        fs::write(blobs.join(&digest[7..]), bytes).unwrap();
+        serde_json::json!({"digest": digest, "size": bytes.len()})
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&rootfs).unwrap();
+    let base = put(&gz.finish().unwrap());
+    let mut random = vec![0u8; size];
+    getrandom::fill(&mut random).unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    builder.append_data(&mut h, "big", &random[..]).unwrap();
+    let big_tar = builder.into_inner().unwrap();
+    let big = put(&big_tar);
+    let config = serde_json::json!({
+        "architecture": host_arch(), "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&rootfs), sha256(&big_tar)]},
+    });
+    let config = put(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config["digest"], "size": config["size"]},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+             "digest": base["digest"], "size": base["size"]},
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar",
+             "digest": big["digest"], "size": big["size"]},
+        ],
+    });
+    let m = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": OCI_MANIFEST, "digest": m["digest"], "size": m["size"],
+        "annotations": {"org.opencontainers.image.ref.name": "latest"},
+    }]});
+    fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
+    fs::write(
+        dir.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    Some(dir)
+}
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+#[test]
+fn a_pull_killed_midway_leaves_nothing_the_next_pull_trips_on() {
+    let Some(reg) = Registry::start(&[]) else {
+        return;
+    };
+    let Some(layout) = layout_with_big_layer(48 << 20) else {
+        return;
+    };
+    reg.skopeo_push(layout.path(), "big:1", None);
+    let env = setup!(Env::empty());
+    let reference = reg.name("big:1");
+    let tmp = env.data_dir().join("tmp");
+    let received = || -> u64 {
+        entries(&tmp)
+            .iter()
+            .filter(|n| n.starts_with("image-pull-"))
+            .filter_map(|n| fs::metadata(tmp.join(n).join("blob")).ok())
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0)
+    };
+    let mut pull = env.spawn(["pull", &reference]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Kill it once a layer is partly on disk.
+    while received() < (1 << 20) {
+        assert!(
+            pull.is_running(),
+            "the pull ended before it could be killed midway:\n{}",
+            pull.stdout_so_far()
+        );
+        assert!(Instant::now() < deadline, "the download never started");
+        thread::sleep(Duration::from_millis(2));
+    }
+    pull.signal(nix::sys::signal::Signal::SIGKILL);
+    let killed = pull.finish(Duration::from_secs(10));
+    assert_eq!(killed.code, 128 + 9, "{}", killed.describe());
+    let images = env.data_dir().join("images");
+    assert!(entries(&images.join("meta")).is_empty());
+    // The killed pull's scratch is still there, for the next pull to clear.
+    assert!(received() > 0);
+
+    let out = env.burrow(["pull", &reference]).success();
+    assert!(
+        out.stdout.contains("Status: Downloaded newer image"),
+        "{}",
+        out.describe()
+    );
+    let scratch: Vec<String> = entries(&tmp)
+        .into_iter()
+        .filter(|n| n.starts_with("image-"))
+        .collect();
+    assert_eq!(
+        scratch,
+        Vec::<String>::new(),
+        "the killed pull's scratch remains"
+    );
+    assert_eq!(entries(&images.join("layers")).len(), 2);
+    let out = env
+        .burrow(["run", "--rm", &reference, "wc", "-c", "/big"])
+        .success();
+    assert_eq!(out.stdout.split_whitespace().next(), Some("50331648"));
+}
