@@ -11,6 +11,8 @@ mod util;
 mod archive;
 #[path = "cli/build.rs"]
 mod build;
+#[path = "cli/exec.rs"]
+mod exec;
 #[path = "cli/images.rs"]
 mod images;
 #[path = "cli/isolation.rs"]

@@ -6,6 +6,9 @@
 //! exit code 125; a container's own exit code is returned as `Ok(code)`.
 
 mod archive;
+mod build;
+mod commit;
+mod exec;
 mod image;
 mod images;
 mod info;
@@ -18,8 +21,6 @@ mod ps;
 mod registry;
 mod run;
 pub mod table;
-mod build;
-mod commit;
 
 use std::path::PathBuf;
 
@@ -73,13 +74,14 @@ enum Command {
     Wait(lifecycle::WaitArgs),
     Ps(ps::PsArgs),
     Logs(logs::LogsArgs),
+    Exec(exec::ExecArgs),
     Port(port::PortArgs),
     Inspect(inspect::InspectArgs),
-    Import(images::ImportArgs),
     Build(build::BuildArgs),
     History(build::HistoryArgs),
     Diff(commit::DiffArgs),
     Commit(commit::CommitArgs),
+    Import(images::ImportArgs),
     Images(images::ImagesArgs),
     Rmi(images::RmiArgs),
     Tag(images::TagArgs),
@@ -133,15 +135,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Wait(a) => lifecycle::wait(&dirs, a),
         Command::Ps(a) => ps::run(&dirs, a),
         Command::Logs(a) => logs::run(&dirs, a),
+        Command::Exec(a) => exec::run(&dirs, a),
         Command::Port(a) => port::run(&dirs, a),
         Command::Inspect(a) => inspect::run(&dirs, a),
-        Command::Import(a) => images::import(&dirs, a),
-        Command::Images(a) => images::images(&dirs, a),
-        Command::Rmi(a) => images::rmi(&dirs, a),
         Command::Build(a) => build::build(&dirs, a),
         Command::History(a) => build::history(&dirs, a),
         Command::Diff(a) => commit::diff(&dirs, a),
         Command::Commit(a) => commit::commit(&dirs, a),
+        Command::Import(a) => images::import(&dirs, a),
+        Command::Images(a) => images::images(&dirs, a),
+        Command::Rmi(a) => images::rmi(&dirs, a),
         Command::Tag(a) => images::tag(&dirs, a),
         Command::Save(a) => archive::save(&dirs, a),
         Command::Image(a) => image::run(&dirs, a),

@@ -214,7 +214,7 @@ fn loopback_up() -> Result<(), SandboxError> {
 
 /// Becomes the container's command: session, working folder, identity,
 /// capabilities, then `execve`.
-fn exec_command(p: &ProcessPlan) -> Result<Infallible, SandboxError> {
+pub(super) fn exec_command(p: &ProcessPlan) -> Result<Infallible, SandboxError> {
     let err = |step: String| {
         move |e: nix::Error| SandboxError::Setup {
             step,

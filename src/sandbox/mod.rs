@@ -13,6 +13,7 @@
 //! a bundle folder and three stdio descriptors, and returns a pid.
 
 mod child;
+mod enter;
 mod fdpass;
 pub mod idmap;
 mod init;
@@ -33,6 +34,7 @@ use nix::unistd::{Pid, pipe2};
 use thiserror::Error;
 
 pub use child::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
+pub use enter::exec_in;
 pub use init::exit_code;
 pub use mounts::secure_join;
 pub use plan::Plan;
