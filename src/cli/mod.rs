@@ -20,6 +20,7 @@ mod port;
 mod ps;
 mod registry;
 mod run;
+mod store_helper;
 pub mod table;
 
 use std::path::PathBuf;
@@ -96,6 +97,8 @@ enum Command {
     Info(info::InfoArgs),
     #[command(name = "overlay-mount", hide = true)]
     OverlayMount(overlay::OverlayMountArgs),
+    #[command(name = "store-helper", hide = true)]
+    StoreHelper(store_helper::StoreHelperArgs),
 }
 
 /// Parses the command line, runs it and returns the process exit code.
@@ -123,6 +126,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
     if let Command::OverlayMount(args) = cli.command {
         return overlay::run(args);
     }
+    if let Command::StoreHelper(args) = cli.command {
+        return store_helper::run(args);
+    }
+    store_helper::configure_store();
     let dirs = Dirs::resolve(cli.root, cli.runroot)?;
     match cli.command {
         Command::Run(a) => run::run(&dirs, a),
@@ -154,6 +161,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Login(a) => registry::login(a),
         Command::Logout(a) => registry::logout(a),
         Command::Search(a) => registry::search(a),
-        Command::Info(_) | Command::OverlayMount(_) => unreachable!("handled above"),
+        Command::Info(_) | Command::OverlayMount(_) | Command::StoreHelper(_) => {
+            unreachable!("handled above")
+        }
     }
 }

@@ -200,7 +200,7 @@ impl Store {
             copy: BufWriter::new(&file),
             count: 0,
         };
-        let unpacked = layer::unpack(&mut tee, &layer_dir);
+        let unpacked = layer::unpack_configured(&mut tee, &layer_dir);
         let drained = io::copy(&mut tee, &mut io::sink());
         let actual = Digest::from_hasher(tee.hasher.clone());
         if let Some(expected) = expected.filter(|e| drained.is_ok() && actual != **e) {

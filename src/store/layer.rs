@@ -5,9 +5,13 @@
 //! the diff_id costs no second pass; bytes after the end-of-archive marker are
 //! hashed too, because the diff_id covers the whole stream.
 //!
-//! Unpacking runs as the calling user: modes and mtimes are kept, owners are
-//! not (an unprivileged process cannot chown, and the user namespace maps ids
-//! at run time). Device nodes are skipped and counted, since `mknod` needs
+//! Owners, by [`Ownership`] (set once per process by the CLI): with a
+//! subordinate id range, the unpack runs in a helper process that is root of
+//! a user namespace with the caller's maps and chowns every entry, so a file
+//! owned by uid 1000 in the image belongs to host id `subuid start + 999`;
+//! with only one id, owners are recorded in a `user.burrow.owner` xattr
+//! (`uid:gid:mode`) for the overlay to present; by default (library tests)
+//! they are dropped. Modes and mtimes are always kept. Device nodes are skipped and counted, since `mknod` needs
 //! privilege. Paths with `..` are refused; a leading `/` is dropped, so an
 //! absolute entry lands inside the layer; the tar crate refuses an entry whose
 //! parent resolves, through a symlink, outside the layer. Whiteouts (`.wh.*`)
@@ -17,6 +21,8 @@ use std::fs;
 use std::io::{self, Cursor, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
@@ -33,6 +39,8 @@ pub enum LayerError {
     PathEscape(String),
     #[error("cannot read the tarball; is it a tar archive?")]
     Read(#[source] io::Error),
+    #[error("the unpack helper failed: {0}")]
+    Helper(String),
     #[error("cannot unpack tar entry \"{path}\"")]
     Unpack {
         path: String,
@@ -79,13 +87,144 @@ pub struct Unpacked {
     pub newest_mtime: u64,
 }
 
+/// The xattr holding an entry's owner where it cannot be chowned.
+pub const OWNER_XATTR: &str = "user.burrow.owner";
+
+/// What becomes of the owners a tarball records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owners {
+    /// Dropped: every file belongs to the caller.
+    Drop,
+    /// Recorded in [`OWNER_XATTR`] on each entry not owned by 0:0.
+    Record,
+    /// Applied with `lchown`: the caller is root of a user namespace that maps them.
+    Keep,
+}
+
+/// How this process unpacks layers.
+#[derive(Debug, Clone)]
+pub enum Ownership {
+    /// Owners dropped.
+    Drop,
+    /// Owners recorded in xattrs (only one id is mapped).
+    Record,
+    /// Unpacked by `EXE store-helper unpack DEST` as root of a user namespace
+    /// with the caller's subordinate ranges.
+    Namespace(PathBuf),
+}
+
+static OWNERSHIP: OnceLock<Ownership> = OnceLock::new();
+
+/// Chooses how layers are unpacked for the rest of the process; the first
+/// call wins.
+pub fn set_ownership(ownership: Ownership) {
+    let _ = OWNERSHIP.set(ownership);
+}
+
+fn ownership() -> &'static Ownership {
+    OWNERSHIP.get().unwrap_or(&Ownership::Drop)
+}
+
+/// Unpacks as [`set_ownership`] chose.
+pub fn unpack_configured(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
+    match ownership() {
+        Ownership::Drop => unpack(input, dest),
+        Ownership::Record => unpack_owned(input, dest, Owners::Record),
+        Ownership::Namespace(exe) => unpack_in_helper(input, dest, exe),
+    }
+}
+
 /// Unpacks the tarball read from `input` into the existing folder `dest`.
 pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
+    unpack_owned(input, dest, Owners::Drop)
+}
+
+/// Decompresses and hashes here, and has the helper process unpack the
+/// plain stream from a pipe in its user namespace; it answers with the
+/// counts as JSON.
+fn unpack_in_helper(input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacked, LayerError> {
+    let mut tar = HashingReader::new(decompress(input)?);
+    let helper_err = |what: String| LayerError::Helper(what);
+    let mut child = Command::new(exe)
+        .args(["store-helper", "unpack"])
+        .arg(dest)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| helper_err(format!("cannot start {}: {e}", exe.display())))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let copied = io::copy(&mut tar, &mut stdin);
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .map_err(|e| helper_err(e.to_string()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if !out.status.success() {
+        let detail = stderr
+            .strip_prefix("burrow: ")
+            .unwrap_or(&stderr)
+            .to_string();
+        return Err(match serde_json::from_slice::<HelperFailure>(&out.stdout) {
+            Ok(f) if f.empty => LayerError::Empty,
+            _ => helper_err(detail),
+        });
+    }
+    copied.map_err(LayerError::Read)?;
+    let stats: Stats = serde_json::from_slice(&out.stdout)
+        .map_err(|e| helper_err(format!("unreadable answer ({e}): {stderr}")))?;
+    Ok(Unpacked {
+        diff_id: tar.finish(),
+        size: stats.size,
+        skipped_devices: stats.skipped_devices,
+        newest_mtime: stats.newest_mtime,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct HelperFailure {
+    #[serde(default)]
+    empty: bool,
+}
+
+/// The helper's side of [`unpack_in_helper`]: unpacks stdin keeping owners
+/// and prints the counts as JSON. Runs as root of the user namespace.
+pub fn helper_unpack(dest: &Path) -> i32 {
+    match unpack_owned(io::stdin().lock(), dest, Owners::Keep) {
+        Ok(u) => {
+            let stats = Stats {
+                entries: 1,
+                newest_mtime: u.newest_mtime,
+                size: u.size,
+                skipped_devices: u.skipped_devices,
+            };
+            println!("{}", serde_json::to_string(&stats).unwrap_or_default());
+            0
+        }
+        Err(LayerError::Empty) => {
+            println!("{{\"empty\":true}}");
+            1
+        }
+        Err(e) => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            eprintln!("burrow: {text}");
+            1
+        }
+    }
+}
+
+/// Unpacks with `owners` deciding what becomes of the recorded owners.
+pub fn unpack_owned(input: impl Read, dest: &Path, owners: Owners) -> Result<Unpacked, LayerError> {
     let tar = HashingReader::new(decompress(input)?);
     let mut archive = tar::Archive::new(tar);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
-    archive.set_preserve_ownerships(false);
+    archive.set_preserve_ownerships(owners == Owners::Keep);
     archive.set_unpack_xattrs(false);
     archive.set_overwrite(true);
 
@@ -109,7 +248,13 @@ pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
             if kind.is_file() || kind == tar::EntryType::Continuous {
                 stats.size += entry.size();
             }
+            let owner = owner_of(entry.header());
             unpack_entry(entry, dest, &name)?;
+            // A hard link shares its target's inode (and xattr); a symlink
+            // cannot carry a user.* xattr.
+            if owners == Owners::Record && !kind.is_symlink() && !kind.is_hard_link() {
+                record_owner(dest, &name, owner);
+            }
         }
     }
     // Children sort after their parents, so reverse order sets a parent's mode
@@ -117,7 +262,11 @@ pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
     directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
     for dir in directories {
         let name = String::from_utf8_lossy(&dir.path_bytes()).into_owned();
+        let owner = owner_of(dir.header());
         unpack_entry(dir, dest, &name)?;
+        if owners == Owners::Record {
+            record_owner(dest, &name, owner);
+        }
     }
     if stats.entries == 0 {
         return Err(LayerError::Empty);
@@ -132,7 +281,28 @@ pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
     })
 }
 
-#[derive(Default)]
+/// uid, gid and mode from a tar header (0 when unreadable).
+fn owner_of(h: &tar::Header) -> (u64, u64, u32) {
+    (
+        h.uid().unwrap_or(0),
+        h.gid().unwrap_or(0),
+        h.mode().unwrap_or(0) & 0o7777,
+    )
+}
+
+/// Best effort: a filesystem without user xattrs loses only the owner.
+fn record_owner(dest: &Path, name: &str, (uid, gid, mode): (u64, u64, u32)) {
+    if uid == 0 && gid == 0 {
+        return;
+    }
+    let Some(rel) = inside_root(Path::new(name)) else {
+        return;
+    };
+    let value = format!("{uid}:{gid}:{mode:o}");
+    let _ = super::sys::lsetxattr(&dest.join(rel), OWNER_XATTR, value.as_bytes());
+}
+
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Stats {
     entries: u64,
     newest_mtime: u64,
@@ -262,14 +432,41 @@ pub fn move_into_place(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Removes a folder tree that may hold read-only directories (an unpacked
 /// rootfs usually does), which plain `remove_dir_all` cannot empty.
+///
+/// Files owned by subordinate ids (a layer unpacked with its owners) are
+/// removed by the helper, as root of the user namespace that maps them.
 pub fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(_) => {}
     }
-    open_up(path)?;
-    fs::remove_dir_all(path)
+    let opened = open_up(path).and_then(|()| fs::remove_dir_all(path));
+    match (opened, ownership()) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Ownership::Namespace(exe)) => {
+            let status = Command::new(exe)
+                .args(["store-helper", "remove"])
+                .arg(path)
+                .stdin(Stdio::null())
+                .status()?;
+            if status.success() && !path.exists() {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!(
+                    "cannot remove {}: files in it belong to ids burrow cannot map",
+                    path.display()
+                )))
+            }
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// The helper's side of [`remove_tree`], as root of the user namespace.
+pub fn helper_remove(path: &Path) -> i32 {
+    let removed = open_up(path).and_then(|()| fs::remove_dir_all(path));
+    i32::from(removed.is_err())
 }
 
 /// Gives the owner rwx on every directory under `dir`, without following symlinks.

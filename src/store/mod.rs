@@ -20,7 +20,8 @@
 //! pushes need (compressed blobs, manifests, repository digests; `registry.json`),
 //! [`pack`] turns a layer folder back into a tarball, [`archive`] saves and loads
 //! docker-archive and oci-archive tarballs, [`index`] keeps tags and metadata,
-//! [`import`] builds configs, [`remove`] decides what `rmi` may do, [`prune`] what `image prune` removes, [`lock`] and
+//! [`import`] builds configs, [`remove`] decides what `rmi` may do, [`prune`]
+//! what `image prune` removes, [`sys`] wraps `lsetxattr`, [`lock`] and
 //! [`scratch`] are the concurrency and atomicity plumbing.
 
 mod archive;
@@ -34,6 +35,7 @@ mod pack;
 mod prune;
 mod remove;
 mod scratch;
+mod sys;
 #[cfg(test)]
 mod testutil;
 
@@ -50,7 +52,10 @@ pub use archive::Loaded;
 pub use commit::NewImage;
 pub use distribution::{BlobMismatch, Committed, LayerBlob, PullCommit, PulledLayer, StagedLayer};
 pub use import::{ImportOptions, host_arch};
-pub use layer::{Compression, LayerError, detect};
+pub use layer::{
+    Compression, LayerError, OWNER_XATTR, Ownership, detect, helper_remove, helper_unpack,
+    set_ownership,
+};
 pub use prune::Pruned;
 pub use remove::Conflict;
 
@@ -166,7 +171,8 @@ impl Store {
     ) -> Result<Imported, StoreError> {
         let scratch = Scratch::create(&self.tmp, "unpack")
             .with_context(|| format!("cannot create a scratch folder in {}", self.tmp.display()))?;
-        let unpacked = layer::unpack(input, scratch.path()).context("cannot import the tarball")?;
+        let unpacked =
+            layer::unpack_configured(input, scratch.path()).context("cannot import the tarball")?;
         // The tarball's own newest mtime, not the clock, dates the image, so the
         // same tarball with the same options is the same image (same id), as a
         // reproducible build would want; Docker uses the clock instead.

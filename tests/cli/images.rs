@@ -286,3 +286,92 @@ fn image_group_aliases_the_top_level_commands() {
     assert_eq!(out.stdout, "Untagged: copy:1\n");
     env.burrow(["image", "inspect", "nosuch"]).burrow_error();
 }
+
+/// A rootfs tarball with `/home/u/f` and `/home/u` owned by 1000:1000.
+fn tarball_with_owned_file(env: &Env) -> std::path::PathBuf {
+    let base = std::fs::read(env.busybox_tar()).unwrap();
+    let mut out = tar::Builder::new(Vec::new());
+    let mut archive = tar::Archive::new(&base[..]);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut header = entry.header().clone();
+        let path = entry.path().unwrap().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        if header.entry_type().is_symlink() || header.entry_type().is_hard_link() {
+            let target = entry.link_name().unwrap().unwrap().into_owned();
+            out.append_link(&mut header, &path, target).unwrap();
+        } else {
+            out.append_data(&mut header, &path, &data[..]).unwrap();
+        }
+    }
+    for (path, kind, data) in [
+        ("home/u/", tar::EntryType::Directory, &b""[..]),
+        ("home/u/f", tar::EntryType::Regular, &b"hi\n"[..]),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_uid(1000);
+        h.set_mtime(1_000_000);
+        h.set_gid(1000);
+        out.append_data(&mut h, path, data).unwrap();
+    }
+    let path = env.dir.join("owned.tar");
+    std::fs::write(&path, out.into_inner().unwrap()).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    path
+}
+
+#[test]
+fn layers_keep_file_owners_with_a_subordinate_range() {
+    let env = setup!(Env::with(crate::util::Account::Subuid, false));
+    let tar = tarball_with_owned_file(&env);
+    env.ok(["import".as_ref(), tar.as_os_str(), "owned".as_ref()]);
+    let out = env
+        .burrow(["run", "--rm", "owned", "ls", "-ln", "/home/u/f"])
+        .success();
+    let fields: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(&fields[2..4], ["1000", "1000"], "{}", out.describe());
+    // On the host the file belongs to the user's subordinate id for 1000.
+    let (start, _) = env.user.subuid.unwrap();
+    let layers = env.data_dir().join("images/layers");
+    let layer = std::fs::read_dir(&layers)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("home/u/f"))
+        .find(|p| p.exists())
+        .expect("the layer with /home/u/f");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&layer).unwrap().uid(), start + 999);
+    // Removing the image removes those files too.
+    env.ok(["rmi", "owned"]);
+    assert_eq!(std::fs::read_dir(&layers).unwrap().count(), 0);
+}
+
+#[test]
+fn layers_record_file_owners_in_xattrs_with_one_id() {
+    let env = setup!(Env::with(crate::util::Account::SingleId, false));
+    let tar = tarball_with_owned_file(&env);
+    env.ok(["import".as_ref(), tar.as_os_str(), "owned".as_ref()]);
+    let layers = env.data_dir().join("images/layers");
+    let file = std::fs::read_dir(&layers)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("home/u/f"))
+        .find(|p| p.exists())
+        .expect("the layer with /home/u/f");
+    // Read as the test user (python3 ships with Debian; scripts/bench uses it too).
+    let out = env.host(
+        "/usr/bin/python3",
+        [
+            "-c",
+            &format!(
+                "import os; print(os.getxattr('{}', 'user.burrow.owner').decode())",
+                file.display()
+            ),
+        ],
+    );
+    assert_eq!(out.stdout.trim(), "1000:1000:644", "{}", out.describe());
+}

@@ -592,6 +592,9 @@ fn layout_with_big_layer(size: usize) -> Option<tempfile::TempDir> {
     let mut h = tar::Header::new_gnu();
     h.set_size(size as u64);
     h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
     h.set_entry_type(tar::EntryType::Regular);
     builder.append_data(&mut h, "big", &random[..]).unwrap();
     let big_tar = builder.into_inner().unwrap();
