@@ -136,6 +136,16 @@ pub fn save_record(dirs: &Dirs, rec: &Record) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// [`save_record`] without the flush to disk, where losing the update in a
+/// crash is harmless: the start of a run (a record left without an exit is
+/// read as "the supervisor died") and the end of an `--rm` container (whose
+/// folder goes next).
+pub fn save_record_volatile(dirs: &Dirs, rec: &Record) -> Result<()> {
+    let path = record_path(dirs, &rec.id);
+    crate::paths::write_volatile(&path, &serde_json::to_vec_pretty(rec)?)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 pub fn load_runtime(dirs: &Dirs, id: &str) -> Option<Runtime> {
     fs::read(runtime_path(dirs, id))
         .ok()

@@ -215,14 +215,35 @@ pub fn read_image_file(layers: &[PathBuf], path: &Path) -> Option<String> {
     None
 }
 
-/// Whether a layer folder holds any OCI whiteout.
+/// Whether a layer folder holds any OCI whiteout. Layers never change once
+/// unpacked, so the answer is kept in a marker beside the layer
+/// (`<layer>.whiteouts` or `<layer>.no-whiteouts`) and the walk happens once.
 fn has_whiteouts(layer: &Path) -> bool {
-    let Ok(entries) = fs::read_dir(layer) else {
+    let marker = |kind: &str| {
+        let mut name = layer.as_os_str().to_owned();
+        name.push(kind);
+        PathBuf::from(name)
+    };
+    let (yes, no) = (marker(".whiteouts"), marker(".no-whiteouts"));
+    if yes.exists() {
+        return true;
+    }
+    if no.exists() {
+        return false;
+    }
+    let found = walk_for_whiteouts(layer);
+    // Best effort: a layer folder we may not write to is walked each time.
+    let _ = fs::write(if found { &yes } else { &no }, b"");
+    found
+}
+
+fn walk_for_whiteouts(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
         return false;
     };
     entries.flatten().any(|e| {
         e.file_name().to_string_lossy().starts_with(WHITEOUT_PREFIX)
-            || (e.file_type().is_ok_and(|t| t.is_dir()) && has_whiteouts(&e.path()))
+            || (e.file_type().is_ok_and(|t| t.is_dir()) && walk_for_whiteouts(&e.path()))
     })
 }
 

@@ -169,7 +169,7 @@ fn supervise(
         started_at: rt.started_at.clone(),
         ..Default::default()
     };
-    record::save_record(dirs, &rec)?;
+    record::save_record_volatile(dirs, &rec)?;
 
     // Block the signals we wait for before the container exists, so none
     // arrives unhandled; the sandbox's child unblocks them for itself.
@@ -515,7 +515,11 @@ fn finish(dirs: &Dirs, id: &str, code: i32, error: String) -> Result<i32> {
     rec.last.exit_code = Some(code);
     rec.last.error = error;
     rec.last.finished_at = crate::timefmt::now();
-    record::save_record(dirs, &rec)?;
+    if rec.config.auto_remove {
+        record::save_record_volatile(dirs, &rec)?;
+    } else {
+        record::save_record(dirs, &rec)?;
+    }
     record::clear_runtime(dirs, id);
     if rec.config.auto_remove {
         drop(_guard);

@@ -216,8 +216,11 @@ fn write_id_maps(
     let own_uid = nix::unistd::geteuid().as_raw();
     let own_gid = nix::unistd::getegid().as_raw();
     if idmap::needs_helper(uid_map, own_uid) || idmap::needs_helper(gid_map, own_gid) {
-        run_helper("newuidmap", pid, uid_map)?;
-        return run_helper("newgidmap", pid, gid_map);
+        // The two setuid helpers are independent: run them side by side.
+        let uid_helper = start_helper("newuidmap", pid, uid_map)?;
+        let gid_helper = start_helper("newgidmap", pid, gid_map)?;
+        let (uid_done, gid_done) = (uid_helper.finish(), gid_helper.finish());
+        return uid_done.and(gid_done);
     }
     let proc_file = |name: &str, text: &str| {
         std::fs::write(format!("/proc/{pid}/{name}"), text).map_err(|source| SandboxError::Setup {
@@ -331,26 +334,49 @@ pub fn as_namespace_root(
     Ok(exit_code(status).unwrap_or(125))
 }
 
-fn run_helper(name: &str, pid: Pid, maps: &[idmap::IdMap]) -> Result<(), SandboxError> {
+/// A running `newuidmap`/`newgidmap`.
+struct Helper {
+    child: std::process::Child,
+    what: String,
+}
+
+fn start_helper(name: &str, pid: Pid, maps: &[idmap::IdMap]) -> Result<Helper, SandboxError> {
     let helper = idmap::find_helper(name).ok_or_else(|| SandboxError::Setup {
         step: format!("find {name}"),
         source: io::Error::other(
             "not installed; install the uidmap package or remove the subordinate ranges",
         ),
     })?;
-    let out = Command::new(&helper)
+    let child = Command::new(&helper)
         .arg(pid.to_string())
         .args(idmap::helper_args(maps))
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|source| SandboxError::Setup {
             step: format!("run {}", helper.display()),
             source,
         })?;
-    if out.status.success() {
-        return Ok(());
+    let what = format!("{name} {pid} {}", idmap::helper_args(maps).join(" "));
+    Ok(Helper { child, what })
+}
+
+impl Helper {
+    fn finish(self) -> Result<(), SandboxError> {
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|source| SandboxError::Setup {
+                step: format!("wait for {}", self.what),
+                source,
+            })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(SandboxError::Setup {
+            step: self.what,
+            source: io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        })
     }
-    Err(SandboxError::Setup {
-        step: format!("{name} {pid} {}", idmap::helper_args(maps).join(" ")),
-        source: io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-    })
 }

@@ -202,6 +202,14 @@ pub fn open_tap(name: &str) -> io::Result<std::os::fd::OwnedFd> {
     if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &req) } == -1 {
         return Err(io::Error::last_os_error());
     }
+    // Persistent: closing the last descriptor then only detaches, instead of
+    // unregistering the device synchronously (about 13 ms of RCU waits at
+    // every container exit). The device lives in the container's network
+    // namespace, whose teardown deletes it in the background.
+    // SAFETY: TUNSETPERSIST takes an integer argument and touches no memory.
+    if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
     let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
     // SAFETY: `fd` was just released by the File that owned it.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
