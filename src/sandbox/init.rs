@@ -16,6 +16,7 @@ use super::sys;
 /// Runs the init loop for `child` (the container's command); never returns.
 /// All signals must already be blocked in the calling thread.
 pub fn run(child: Pid) -> ! {
+    sys::set_process_title("burrow-init");
     let all = SigSet::all();
     loop {
         match all.wait() {

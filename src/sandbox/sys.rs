@@ -255,3 +255,39 @@ pub fn add_default_route(sock: BorrowedFd<'_>, gateway: std::net::Ipv4Addr) -> i
     }
     Ok(())
 }
+
+/// Makes `ps` show `title` for this process: the kernel reads a process's
+/// command line from the argv strings it placed on the process's stack
+/// (`arg_start..arg_end` in `/proc/self/stat`), so they are overwritten in
+/// place, and the short name is set too. Used by the container's init, which
+/// would otherwise show burrow's own command line, host paths included.
+pub fn set_process_title(title: &str) {
+    let _ = nix::sys::prctl::set_name(&std::ffi::CString::new(title).unwrap_or_default());
+    let Some((start, end)) = argv_area() else {
+        return;
+    };
+    let len = end.saturating_sub(start);
+    if len < 2 {
+        return;
+    }
+    let n = title.len().min(len - 1);
+    // SAFETY: [start, end) is this process's argv area, as the kernel
+    // reports it: writable memory on our own stack that lives as long as the
+    // process. Nothing reads argv after this point (the arguments were
+    // parsed long before the container's init runs), and the writes stay
+    // inside the area.
+    unsafe {
+        std::ptr::write_bytes(start as *mut u8, 0, len);
+        std::ptr::copy_nonoverlapping(title.as_ptr(), start as *mut u8, n);
+    }
+}
+
+/// `arg_start` and `arg_end` from `/proc/self/stat` (fields 48 and 49).
+fn argv_area() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
+    // Field 3 is the first after the name; 48 is the 46th from there.
+    let start = fields.nth(45)?.parse().ok()?;
+    let end = fields.next()?.parse().ok()?;
+    (start < end).then_some((start, end))
+}
