@@ -11,7 +11,8 @@
 #   - the supervisor's peak RSS (VmHWM) after the load.
 # The in-container endpoints are busybox (nc, httpd); busybox nc reads in
 # small chunks, so the host-loopback row uses busybox nc too, which makes the
-# ratio fair but both absolute numbers lower than iperf3's.
+# ratio fair but both absolute numbers lower than iperf3's (busybox nc
+# sends in small writes, so the upload rows are lower still).
 # Podman/pasta rows are not measured by this script yet (see docs/performance.md
 # for the peers' numbers quoted in the issue).
 #
@@ -115,6 +116,14 @@ host_in() {
     peer send "$port" "$size_mib"; wait "$p" || true
 }
 measure host_in host_in
+host_out() {
+    local pf=$work/port.$RANDOM
+    peer recv "$pf" >"$pf.out" & local p=$!
+    while [[ ! -s $pf ]]; do sleep 0.05; done
+    head -c $((size_mib << 20)) /dev/zero | busybox nc 127.0.0.1 "$(cat "$pf")"
+    wait "$p"; cat "$pf.out"
+}
+measure host_out host_out
 mkdir -p "$work/www"; echo hello >"$work/www/index.html"
 hport=$(free_port)
 busybox httpd -f -p "127.0.0.1:$hport" -h "$work/www" & pids+=($!)
@@ -154,7 +163,7 @@ cat <<EOF
 | path (median of $runs) | burrow | host loopback | ratio |
 | --- | --- | --- | --- |
 | host → container over -p, MiB/s | ${res[burrow_in]} | ${res[host_in]} | $(ratio "${res[burrow_in]}" "${res[host_in]}") |
-| container → host via 10.0.2.2, MiB/s | ${res[burrow_out]} | ${res[host_in]} | $(ratio "${res[burrow_out]}" "${res[host_in]}") |
+| container → host via 10.0.2.2, MiB/s | ${res[burrow_out]} | ${res[host_out]} | $(ratio "${res[burrow_out]}" "${res[host_out]}") |
 | HTTP connections/s over -p (1 client) | ${res[burrow_conns]} | ${res[host_conns]} | $(ratio "${res[burrow_conns]}" "${res[host_conns]}") |
 supervisor peak RSS (VmHWM) after the load: $rss
 EOF

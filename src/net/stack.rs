@@ -431,7 +431,23 @@ fn new_tcp_socket() -> tcp::Socket<'static> {
     socket.set_nagle_enabled(false);
     // A peer that stops acknowledging for this long is gone.
     socket.set_timeout(Some(SmolDuration::from_secs(120)));
+    // Timestamps that only grow let the container's kernel accept a new
+    // connection on a 4-tuple it still holds in TIME_WAIT (RFC 6191). `-p`
+    // connections reuse the host client's port, which the host recycles
+    // within seconds under load; without this, half of those SYNs are
+    // answered with a stale ACK and the connect stalls for smoltcp's
+    // one-second retransmission timeout.
+    socket.set_tsval_generator(Some(timestamp_millis));
     socket
+}
+
+/// A millisecond clock for TCP timestamps, shared by every socket.
+fn timestamp_millis() -> u32 {
+    // One supervisor serves one container (one network namespace), so a
+    // clock starting with the supervisor only needs to grow.
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    (start.elapsed().as_millis() as u64).wrapping_add(1) as u32
 }
 
 #[cfg(test)]
