@@ -219,12 +219,10 @@ pub fn read_image_file(layers: &[PathBuf], path: &Path) -> Option<String> {
 /// unpacked, so the answer is kept in a marker beside the layer
 /// (`<layer>.whiteouts` or `<layer>.no-whiteouts`) and the walk happens once.
 fn has_whiteouts(layer: &Path) -> bool {
-    let marker = |kind: &str| {
-        let mut name = layer.as_os_str().to_owned();
-        name.push(kind);
-        PathBuf::from(name)
-    };
-    let (yes, no) = (marker(".whiteouts"), marker(".no-whiteouts"));
+    let (yes, no) = (
+        crate::store::whiteout_marker(layer, true),
+        crate::store::whiteout_marker(layer, false),
+    );
     if yes.exists() {
         return true;
     }

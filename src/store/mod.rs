@@ -281,6 +281,9 @@ impl Store {
             if in_use.contains(digest.hex()) {
                 continue;
             }
+            for has in [true, false] {
+                let _ = fs::remove_file(whiteout_marker(&dir, has));
+            }
             if dir.exists() {
                 fs::rename(&dir, trash.path().join(digest.hex()))
                     .or_else(|_| layer::move_into_place(&dir, &trash.path().join(digest.hex())))
@@ -462,3 +465,16 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests;
+
+/// The marker beside an unpacked layer folder that records whether the layer
+/// holds OCI whiteouts (`<layer>.whiteouts` or `<layer>.no-whiteouts`), so
+/// the rootfs driver choice walks each layer once. Removed with the layer.
+pub fn whiteout_marker(layer_dir: &Path, has_whiteouts: bool) -> PathBuf {
+    let mut name = layer_dir.as_os_str().to_owned();
+    name.push(if has_whiteouts {
+        ".whiteouts"
+    } else {
+        ".no-whiteouts"
+    });
+    PathBuf::from(name)
+}
