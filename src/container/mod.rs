@@ -12,6 +12,8 @@
 //! `resolv.conf` files bound into the container.
 
 pub mod changes;
+mod exec;
+mod lifecycle;
 pub mod logs;
 pub mod names;
 pub mod options;
@@ -22,11 +24,8 @@ pub mod supervisor;
 
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use crate::paths::Dirs;
 use crate::sandbox::idmap::{self, HostIds};
@@ -34,6 +33,10 @@ use crate::store::{Image, Store, StoreError};
 use options::{Network, ResolvedUser};
 use record::{Record, RunConfig, Status};
 
+pub use exec::{ExecRequest, exec};
+pub use lifecycle::{
+    parse_signal, remove, remove_files, remove_tree, signal, stop, stop_signal, wait_stopped,
+};
 pub use supervisor::{Attach, StartError};
 
 /// What `run` and `create` were asked for, as the user typed it.
@@ -463,217 +466,7 @@ pub fn start(dirs: &Dirs, rec: &Record, attach: Attach) -> Result<Option<i32>> {
     supervisor::start(dirs, &rec.id, attach, current.config.interactive, lock)
 }
 
-/// The signal `stop` sends first: the image's StopSignal, else SIGTERM.
-pub fn stop_signal(rec: &Record) -> Signal {
-    parse_signal(&rec.config.stop_signal).unwrap_or(Signal::SIGTERM)
-}
-
-/// Parses `TERM`, `SIGTERM` or `15`.
-pub fn parse_signal(s: &str) -> Result<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| anyhow!("invalid signal: {s}"));
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse().map_err(|_| anyhow!("invalid signal: {s}"))
-}
-
-/// Sends a signal to a running container's first process (the init, which
-/// forwards it to the command).
-pub fn signal(dirs: &Dirs, rec: &Record, sig: Signal) -> Result<()> {
-    let mut r = rec.clone();
-    match record::status(dirs, &mut r)? {
-        Status::Running { pid, .. } if pid > 0 => kill(Pid::from_raw(pid), sig)
-            .with_context(|| format!("cannot signal container {}", rec.name)),
-        _ => bail!("container {} is not running", rec.name),
-    }
-}
-
-/// Stops a container: its stop signal, then SIGKILL after `timeout`.
-/// Stopping a stopped container is not an error, as in Docker.
-pub fn stop(dirs: &Dirs, rec: &Record, timeout: Duration) -> Result<()> {
-    if signal(dirs, rec, stop_signal(rec)).is_err() {
-        return Ok(());
-    }
-    if wait_stopped(dirs, rec, timeout)? {
-        return Ok(());
-    }
-    let _ = signal(dirs, rec, Signal::SIGKILL);
-    if wait_stopped(dirs, rec, Duration::from_secs(10))? {
-        return Ok(());
-    }
-    bail!(
-        "container {} did not stop within 10 seconds of SIGKILL",
-        rec.name
-    )
-}
-
-/// Polls until the container is not running; `false` on timeout.
-pub fn wait_stopped(dirs: &Dirs, rec: &Record, timeout: Duration) -> Result<bool> {
-    // `None`: wait forever (Duration::MAX does not fit in an Instant).
-    let deadline = Instant::now().checked_add(timeout);
-    let mut r = rec.clone();
-    loop {
-        match record::status(dirs, &mut r) {
-            Ok(Status::Running { .. }) => {}
-            Ok(_) => return Ok(true),
-            // Removed meanwhile (an --rm container): it has stopped.
-            Err(_) if !dirs.container(&rec.id).exists() => return Ok(true),
-            Err(e) => return Err(e),
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(false);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Removes a container; a running one only with `force` (killed first).
-pub fn remove(dirs: &Dirs, rec: &Record, force: bool) -> Result<()> {
-    let mut r = rec.clone();
-    if let Status::Running { .. } = record::status(dirs, &mut r)? {
-        if !force {
-            bail!(
-                "cannot remove container {}: it is running; stop it first or force removal with: burrow rm -f {}",
-                rec.name,
-                rec.name
-            );
-        }
-        let _ = signal(dirs, rec, Signal::SIGKILL);
-        if !wait_stopped(dirs, rec, Duration::from_secs(10))? {
-            bail!("container {} did not stop after SIGKILL", rec.name);
-        }
-    }
-    let _all = record::lock_all(dirs)?;
-    remove_files(dirs, &rec.id)
-}
-
-/// Deletes a container's folders. Files its users created belong to
-/// subordinate ids the caller cannot delete directly; those are removed as
-/// root of a user namespace with the same maps.
-pub fn remove_files(dirs: &Dirs, id: &str) -> Result<()> {
-    record::clear_runtime(dirs, id);
-    let dir = dirs.container(id);
-    if !dir.exists() {
-        return Ok(());
-    }
-    // Move it aside first: a half-deleted container is never listed.
-    let doomed = dirs.tmp().join(format!("rm-{id}"));
-    fs::create_dir_all(dirs.tmp())?;
-    fs::rename(&dir, &doomed).with_context(|| format!("cannot remove {}", dir.display()))?;
-    remove_tree(&doomed)
-}
-
-/// Removes a tree, falling back to a user namespace with the subordinate
-/// ranges for files owned by container users.
-pub fn remove_tree(path: &Path) -> Result<()> {
-    make_writable(path);
-    match fs::remove_dir_all(path) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(_) => {}
-    }
-    let ids = host_ids();
-    let code = crate::sandbox::as_namespace_root(
-        nix::sched::CloneFlags::empty(),
-        &ids.uid_map,
-        &ids.gid_map,
-        || {
-            make_writable(path);
-            i32::from(fs::remove_dir_all(path).is_err())
-        },
-    )?;
-    if code != 0 || path.exists() {
-        bail!(
-            "cannot remove {}: files in it belong to ids burrow cannot map",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-/// Adds owner write permission to folders so their entries can be removed
-/// (a container may leave read-only folders behind).
-fn make_writable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        return;
-    };
-    if !meta.is_dir() {
-        return;
-    }
-    let mode = meta.permissions().mode();
-    if mode & 0o700 != 0o700 {
-        let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o700));
-    }
-    if let Ok(entries) = fs::read_dir(path) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                make_writable(&e.path());
-            }
-        }
-    }
-}
-
 /// The image a container was made from, if it still exists.
 pub fn image_of(dirs: &Dirs, rec: &Record) -> Option<Image> {
     Store::open(dirs).ok()?.resolve(&rec.image_id).ok()
-}
-
-/// What `exec` was asked for.
-#[derive(Debug, Clone, Default)]
-pub struct ExecRequest {
-    pub command: Vec<String>,
-    pub env: Vec<String>,
-    pub workdir: Option<String>,
-    pub user: Option<String>,
-}
-
-/// Runs a command in a running container, with the container's environment,
-/// capabilities and user unless overridden, and returns its exit code.
-pub fn exec(dirs: &Dirs, rec: &Record, req: &ExecRequest) -> Result<i32> {
-    let mut current = rec.clone();
-    let pid = match record::status(dirs, &mut current)? {
-        Status::Running { pid, .. } if pid > 0 => pid,
-        _ => bail!("container {} is not running", rec.name),
-    };
-    if req.command.is_empty() {
-        bail!("no command given: burrow exec CONTAINER COMMAND [ARG...]");
-    }
-    let spec_path = dirs.container(&rec.id).join("config.json");
-    let spec = oci_spec::runtime::Spec::load(&spec_path)
-        .with_context(|| format!("cannot read the runtime spec {}", spec_path.display()))?;
-    let plan = crate::sandbox::Plan::from_spec(&spec, &dirs.container(&rec.id))?;
-    let mut process = plan.process.clone();
-    process.args = req.command.clone();
-    let extra = options::parse_env(&req.env, |k| std::env::var(k).ok())?;
-    process.env = options::merge_env(&process.env, &extra);
-    if let Some(w) = &req.workdir {
-        if !w.starts_with('/') {
-            bail!("the working directory \"{w}\" is invalid: it needs to be an absolute path");
-        }
-        process.cwd = w.into();
-    }
-    if let Some(u) = &req.user {
-        let spec = options::parse_user(u)?;
-        let ids = HostIds {
-            uid_map: plan.uid_map.clone(),
-            gid_map: plan.gid_map.clone(),
-            single_reason: host_ids().single_reason,
-        };
-        let user = resolve_user(&rec.config.layers, Some(&spec), u, &ids)?;
-        process.uid = user.uid;
-        process.gid = user.gid;
-        process.additional_gids = user.additional_gids;
-        if user.uid != 0 {
-            // As Docker: a non-root user keeps only the bounding set.
-            process.effective.clear();
-            process.permitted.clear();
-        }
-    }
-    Ok(crate::sandbox::exec_in(Pid::from_raw(pid), &process)?)
 }
