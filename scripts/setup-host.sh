@@ -8,7 +8,8 @@
 # - installs the few Debian packages burrow and its tests use: uidmap
 #   (newuidmap/newgidmap for the subordinate id ranges), fuse3 (fusermount3),
 #   busybox-static (the test image), iproute2 (network tests), docker-registry,
-#   skopeo and apache2-utils (htpasswd) for the registry tests;
+#   skopeo and apache2-utils (htpasswd) for the registry tests, mmdebstrap
+#   (the Debian + python3 image of the web app test);
 # - creates `burrow-test`, a user with /etc/subuid and /etc/subgid ranges (the
 #   normal rootless setup), and `burrow-nosub`, a user with none (burrow's
 #   single-id fallback); with --demo also `burrow-demo`, for scripts/demo.sh;
@@ -16,7 +17,7 @@
 #   distributions ship them; bare cloud images leave them 0600.
 set -euo pipefail
 
-PACKAGES=(uidmap fuse3 busybox-static iproute2 docker-registry skopeo apache2-utils)
+PACKAGES=(uidmap fuse3 busybox-static iproute2 docker-registry skopeo apache2-utils mmdebstrap)
 USERS=(burrow-test)
 [[ ${1:-} == --demo ]] && USERS=(burrow-demo)
 

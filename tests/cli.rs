@@ -35,3 +35,5 @@ mod run;
 mod security;
 #[path = "cli/storage.rs"]
 mod storage;
+#[path = "cli/webapp.rs"]
+mod webapp;

@@ -35,13 +35,13 @@ fn skip<T>(reason: &str) -> Option<T> {
     None
 }
 
-fn have(program: &str) -> bool {
+pub(crate) fn have(program: &str) -> bool {
     PATH.split(':')
         .any(|d| Path::new(d).join(program).is_file())
 }
 
 /// A running `docker-registry`, stopped and removed on drop.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     dir: PathBuf,
     /// `127.0.0.1:PORT`.
@@ -50,7 +50,7 @@ struct Registry {
 
 impl Registry {
     /// Starts a registry; `users` turns on htpasswd (bcrypt) Basic auth.
-    fn start(users: &[(&str, &str)]) -> Option<Registry> {
+    pub(crate) fn start(users: &[(&str, &str)]) -> Option<Registry> {
         for tool in ["docker-registry", "skopeo"] {
             if !have(tool) {
                 return skip(&format!(
@@ -126,7 +126,7 @@ impl Registry {
     }
 
     /// `HOST/NAME`.
-    fn name(&self, name: &str) -> String {
+    pub(crate) fn name(&self, name: &str) -> String {
         format!("{}/{name}", self.host)
     }
 
@@ -167,7 +167,7 @@ impl Drop for Registry {
 }
 
 #[track_caller]
-fn run_ok(mut cmd: Command) -> String {
+pub(crate) fn run_ok(mut cmd: Command) -> String {
     let out = cmd.output().expect("start a helper program");
     assert!(
         out.status.success(),
