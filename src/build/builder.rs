@@ -59,6 +59,9 @@ pub struct StepFailed {
 }
 
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+/// Where SHELL is recorded: the OCI config has no Shell field (Docker's
+/// has), so a label keeps it for the stages and builds FROM this image.
+const SHELL_LABEL: &str = "org.burrow.shell";
 
 /// Where the build is at within a stage.
 struct State {
@@ -149,6 +152,9 @@ pub fn build(dirs: &Dirs, opts: &BuildOptions) -> Result<Image> {
     let result = b.run(stages, &file.global_args);
     let _ = fs::remove_dir_all(&scratch);
     let image = result?;
+    // The result is an image of its own, even when it also is a step of
+    // another build (a cache hit on a longer Dockerfile's prefix).
+    b.store.set_intermediate(&image.id, false)?;
     for tag in &opts.tags {
         b.store.tag_id(&image.id, tag)?;
     }
@@ -210,6 +216,10 @@ impl Builder<'_> {
         if let Some(i) = &image {
             self.say(&format!(" ---> {}", &i.id[..12]));
         }
+        let shell = image
+            .as_ref()
+            .and_then(recorded_shell)
+            .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect());
         let mut st = State {
             config: image
                 .as_ref()
@@ -217,7 +227,7 @@ impl Builder<'_> {
                 .unwrap_or_default(),
             image,
             args: BTreeMap::new(),
-            shell: DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
+            shell,
             cmd_set: false,
             author: None,
         };
@@ -362,6 +372,10 @@ impl Builder<'_> {
                     bail!("SHELL needs a command in JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]");
                 }
                 st.shell = s.clone();
+                changes.push(Change::Label(vec![(
+                    SHELL_LABEL.into(),
+                    serde_json::to_string(s)?,
+                )]));
             }
             Instruction::Healthcheck(h) => {
                 // The OCI config has no Healthcheck field; keep it as a label.
@@ -456,6 +470,7 @@ impl Builder<'_> {
             created_by: created_by.to_string(),
             author: st.author.clone(),
             created: changes::created_now(),
+            intermediate: true,
             ..Default::default()
         };
         Ok(match layer {
@@ -663,6 +678,14 @@ impl Builder<'_> {
         b.into_inner()?.sync_all()?;
         self.commit_step(st, &key, Some(&tar), &by)
     }
+}
+
+/// The SHELL an image was built with, if a build recorded one.
+fn recorded_shell(image: &Image) -> Option<Vec<String>> {
+    let labels = image.config.config().as_ref()?.labels().as_ref()?;
+    serde_json::from_str::<Vec<String>>(labels.get(SHELL_LABEL)?)
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// A command as the argv to run: exec form as is, shell form through SHELL.

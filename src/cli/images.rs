@@ -35,7 +35,7 @@ pub struct ImportArgs {
 pub struct ImagesArgs {
     /// Show only this repository, or this REPOSITORY:TAG
     pub repository: Option<String>,
-    /// Show all images (burrow keeps no intermediate images, so this changes nothing)
+    /// Show all images, with the intermediate images of build steps (untagged; kept for the build cache)
     #[arg(short, long)]
     pub all: bool,
     /// Show digests
@@ -110,6 +110,7 @@ pub fn images(dirs: &Dirs, a: ImagesArgs) -> Result<i32> {
     let digests = store.repo_digests()?;
     let mut rows: Vec<Row> = images
         .iter()
+        .filter(|i| a.all || !i.intermediate || !i.repo_tags.is_empty())
         .flat_map(Row::for_image)
         .filter(|r| filter.as_ref().is_none_or(|f| f.matches(r)))
         .collect();

@@ -529,6 +529,7 @@ pub fn commit(dirs: &Dirs, rec: &Record, opts: &CommitOptions) -> Result<crate::
         author: opts.author.clone(),
         created: created_now(),
         reference: opts.reference.as_ref(),
+        intermediate: false,
     };
     let store = crate::store::Store::open(dirs)?;
     if changes.is_empty() {

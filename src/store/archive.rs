@@ -407,7 +407,7 @@ impl Store {
                 })
                 .sum();
             let meta = self.meta(id.hex());
-            Meta { size }
+            Meta::new(size)
                 .save(&meta)
                 .with_context(|| format!("cannot write {}", meta.display()))?;
             let mut names = Vec::new();

@@ -31,6 +31,9 @@ pub struct NewImage<'a> {
     pub created: String,
     /// Tag to give the image.
     pub reference: Option<&'a Reference>,
+    /// A build step's image (see [`Store::set_intermediate`]); only a new
+    /// image takes the mark, an existing one keeps its own.
+    pub intermediate: bool,
 }
 
 impl Store {
@@ -70,9 +73,12 @@ impl Store {
         write_new(&self.blob(id.hex()), &bytes)?;
         let meta = self.meta(id.hex());
         if !meta.exists() {
-            Meta { size }
-                .save(&meta)
-                .with_context(|| format!("cannot write {}", meta.display()))?;
+            Meta {
+                size,
+                intermediate: new.intermediate,
+            }
+            .save(&meta)
+            .with_context(|| format!("cannot write {}", meta.display()))?;
         }
         let mut tags = self.tags()?;
         if let Some(reference) = new.reference {
@@ -93,6 +99,21 @@ impl Store {
         }
         tags.set(&key, id);
         self.save_tags(&tags)
+    }
+
+    /// Marks the image `id` (a full id) as a build step's or not: a build
+    /// clears the mark on its result, which may have been a step before.
+    pub fn set_intermediate(&self, id: &str, intermediate: bool) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        let path = self.meta(id);
+        let mut meta =
+            Meta::load(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.intermediate != intermediate {
+            meta.intermediate = intermediate;
+            meta.save(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
     }
 
     /// The parsed config of an image, by full id.

@@ -261,7 +261,7 @@ impl Store {
         }
         write_new(&self.blob(id.hex()), pull.config)?;
         let meta = self.meta(id.hex());
-        Meta { size }
+        Meta::new(size)
             .save(&meta)
             .with_context(|| format!("cannot write {}", meta.display()))?;
         index

@@ -66,9 +66,21 @@ impl Tags {
 pub struct Meta {
     /// Bytes unpacked, summed over the layers.
     pub size: u64,
+    /// A build step's image, not a build's result: kept for the build cache,
+    /// hidden by `images` unless `-a` (Docker's intermediate images).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub intermediate: bool,
 }
 
 impl Meta {
+    /// The facts of an image that is not a build step.
+    pub fn new(size: u64) -> Meta {
+        Meta {
+            size,
+            intermediate: false,
+        }
+    }
+
     pub fn load(path: &Path) -> io::Result<Meta> {
         serde_json::from_slice(&fs::read(path)?).map_err(io::Error::other)
     }
@@ -123,7 +135,7 @@ mod tests {
     #[test]
     fn image_ids_ignore_stray_files() {
         let dir = tempfile::tempdir().unwrap();
-        Meta { size: 3 }
+        Meta::new(3)
             .save(&dir.path().join(format!("{A}.json")))
             .unwrap();
         fs::write(dir.path().join(format!(".{B}.json.tmp-1")), b"{").unwrap();

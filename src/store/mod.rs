@@ -91,6 +91,8 @@ pub struct Image {
     pub config: oci_spec::image::ImageConfiguration,
     /// Unpacked layer folders, bottom first.
     pub layers: Vec<PathBuf>,
+    /// A build step's image, hidden by `images` unless `-a`.
+    pub intermediate: bool,
 }
 
 /// The result of [`Store::import`].
@@ -189,11 +191,9 @@ impl Store {
         }
         write_new(&self.blob(id.hex()), &bytes)?;
         let meta = self.meta(id.hex());
-        Meta {
-            size: unpacked.size,
-        }
-        .save(&meta)
-        .with_context(|| format!("cannot write {}", meta.display()))?;
+        Meta::new(unpacked.size)
+            .save(&meta)
+            .with_context(|| format!("cannot write {}", meta.display()))?;
         let mut tags = self.tags()?;
         if let Some(reference) = &options.reference {
             tags.set(&tag_key(reference)?, id.hex());
@@ -359,6 +359,7 @@ impl Store {
             size: meta.size,
             config,
             layers,
+            intermediate: meta.intermediate,
         })
     }
 

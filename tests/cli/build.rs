@@ -290,3 +290,74 @@ fn a_dockerfile_on_stdin_has_no_context() {
     assert_ne!(copy.code, 0, "{}", copy.describe());
     assert!(copy.stderr.contains("context"), "{}", copy.describe());
 }
+
+#[test]
+fn shell_is_recorded_and_runs_the_shell_form_in_later_stages() {
+    let env = setup!(Env::new());
+    let ctx = context(
+        &env,
+        "shell",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS base\n\
+             RUN printf '#!/bin/sh\\necho \"via-myshell: $1\" >> /ran\\n' > /bin/myshell && chmod +x /bin/myshell\n\
+             SHELL [\"/bin/myshell\"]\n\
+             RUN first\n\
+             FROM base\n\
+             RUN second\n\
+             CMD [\"cat\", \"/ran\"]\n",
+        )],
+    );
+    build(&env, &["-t", "shelled:1"], &ctx).success();
+    assert_eq!(
+        env.ok(["run", "--rm", "shelled:1"]),
+        "via-myshell: first\nvia-myshell: second\n"
+    );
+    let labels = &env.inspect("shelled:1")["Config"]["Labels"];
+    assert_eq!(
+        labels["org.burrow.shell"], r#"["/bin/myshell"]"#,
+        "{labels}"
+    );
+    // A build FROM the image inherits its SHELL.
+    let child = context(
+        &env,
+        "child",
+        &[("Dockerfile", "FROM shelled:1\nRUN third\n")],
+    );
+    build(&env, &["-t", "child:1"], &child).success();
+    assert!(
+        env.ok(["run", "--rm", "child:1"])
+            .ends_with("via-myshell: third\n")
+    );
+}
+
+#[test]
+fn images_hides_build_steps_unless_all() {
+    let env = setup!(Env::new());
+    let ctx = context(
+        &env,
+        "steps",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nENV A=1\nRUN echo one > /one\nRUN echo two > /two\n",
+        )],
+    );
+    build(&env, &["-t", "stepped:1"], &ctx).success();
+    let none = |out: &str| out.lines().filter(|l| l.starts_with("<none>")).count();
+    let images = env.ok(["images"]);
+    assert_eq!(none(&images), 0, "{images}");
+    assert!(images.contains("stepped"), "{images}");
+    let all = env.ok(["images", "-a"]);
+    assert_eq!(none(&all), 2, "ENV and the first RUN are steps:\n{all}");
+    // An untagged build's result is listed (as <none>), its steps are not;
+    // here its result is a step of the build above, found in the cache.
+    let prefix = context(
+        &env,
+        "prefix",
+        &[("Dockerfile", "FROM busybox\nENV A=1\nRUN echo one > /one\n")],
+    );
+    let id = build(&env, &["-q"], &prefix).success().stdout;
+    let images = env.ok(["images", "-q", "--no-trunc"]);
+    assert!(images.contains(id.trim()), "{images}");
+    assert_eq!(none(&env.ok(["images"])), 1);
+}
