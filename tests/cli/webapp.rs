@@ -103,7 +103,8 @@ fn debian_python() -> Option<PathBuf> {
 
 fn make_debian_python() -> Result<PathBuf, String> {
     let dir = cache_dir();
-    let name = format!("debian-python-bookworm-{}.tar", today());
+    let stem = format!("debian-python-bookworm-{}", today());
+    let name = format!("{stem}.tar");
     let tar = dir.join(&name);
     if tar.is_file() {
         return Ok(tar);
@@ -111,19 +112,22 @@ fn make_debian_python() -> Result<PathBuf, String> {
     if !have("mmdebstrap") {
         return Err("mmdebstrap is not installed (apt-get install mmdebstrap)".into());
     }
-    // Earlier days' tarballs are 220 MB each: keep only the newest.
+    // Earlier days' tarballs are 220 MB each: keep only today's (and
+    // today's parts, which other test processes may be writing).
     for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with("debian-python-bookworm-") && n != name {
+        if n.starts_with("debian-python-bookworm-") && !n.starts_with(&stem) {
             let _ = fs::remove_file(e.path());
         }
     }
     // Another test process may make it at the same time: each writes its
     // own file and renames it into place, so readers see a whole tarball.
-    let part = dir.join(format!("{name}.part-{}", std::process::id()));
+    // mmdebstrap picks its output format by the extension: keep `.tar`.
+    let part = dir.join(format!("{stem}.part-{}.tar", std::process::id()));
     let out = Command::new("mmdebstrap")
         .args([
             "--quiet",
+            "--format=tar",
             "--variant=minbase",
             "--include=python3",
             "bookworm",
