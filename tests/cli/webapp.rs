@@ -1,8 +1,9 @@
 //! The tutorial's web app, end to end: a Python app built `FROM` a Debian
 //! image in a local registry, run with `-P`, its page fetched from the host
 //! through the published port; then the built image handed to other tools
-//! (`burrow push` → `skopeo copy` to an OCI layout, `burrow save` →
-//! `skopeo inspect docker-archive:`).
+//! (`burrow push` → `skopeo copy` to an OCI layout and, when installed,
+//! `podman pull` + `podman run`; `burrow save` → `skopeo inspect
+//! docker-archive:`).
 //!
 //! The base image is real Debian: `mmdebstrap --variant=minbase
 //! --include=python3 bookworm` (about 220 MB, half a minute to a minute and
@@ -270,6 +271,43 @@ fn tutorial_web_app_built_from_a_registry_image_serves_through_p() {
         Some(2),
         "{manifest}"
     );
+
+    // Podman (optional: it is no test dependency) pulls it and runs it.
+    if have("podman") {
+        let podman = |args: &[&str]| {
+            let mut all: Vec<String> = [
+                "--root",
+                &env.dir.join("podman-root").display().to_string(),
+                "--runroot",
+                &env.dir.join("podman-run").display().to_string(),
+                // crun refuses hybrid-cgroup hosts; runc runs anywhere.
+                "--runtime",
+                "runc",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            all.extend(args.iter().map(|a| a.to_string()));
+            env.host("/usr/bin/podman", &all)
+        };
+        let out = podman(&["pull", "-q", "--tls-verify=false", &pushed]);
+        assert_eq!(out.code, 0, "{}", out.describe());
+        let out = podman(&[
+            "run",
+            "--rm",
+            &pushed,
+            "python3",
+            "-c",
+            "print(open('/app/app.py').read().count('burrow tutorial'))",
+        ]);
+        assert_eq!(out.code, 0, "{}", out.describe());
+        assert_eq!(out.stdout.trim(), "1", "{}", out.describe());
+    } else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: webapp: podman is not installed; skopeo alone checked the pushed image"
+        );
+    }
 
     // burrow save → an archive skopeo reads, with the build's config.
     let archive = env.home().join("webapp.tar");
