@@ -167,7 +167,10 @@ fn network_none_has_only_loopback() {
     );
     // The default is the userspace network: loopback and the TAP device.
     let default = env.ok(["run", "--rm", "busybox", "ls", "/sys/class/net"]);
-    assert_eq!(default.split_whitespace().collect::<Vec<_>>(), ["lo", "tap0"]);
+    assert_eq!(
+        default.split_whitespace().collect::<Vec<_>>(),
+        ["lo", "tap0"]
+    );
 }
 
 #[test]
