@@ -139,6 +139,12 @@ enum Node {
         target: PathBuf,
         mtime: u64,
     },
+    /// A file fetched by ADD from a URL.
+    Fetched {
+        data: Vec<u8>,
+        mode: u32,
+        mtime: u64,
+    },
     /// From an ADDed tarball: its header and bytes.
     Entry {
         header: Box<tar::Header>,
@@ -149,11 +155,14 @@ enum Node {
 /// Writes the layer tar of `job` to `out`; returns how many sources it took.
 pub fn write_layer(job: &CopyJob<'_>, out: impl Write) -> Result<usize> {
     let mut found: Vec<PathBuf> = Vec::new();
+    let mut fetched: Vec<(String, Vec<u8>)> = Vec::new();
     for src in &job.sources {
         if src.contains("://") {
-            bail!(
-                "ADD from a URL ({src}) is not supported yet; download it with RUN, or beforehand into the context"
-            );
+            if !job.extract {
+                bail!("COPY does not take URLs ({src}); use ADD");
+            }
+            fetched.push((src.clone(), fetch(src)?));
+            continue;
         }
         let rel = inside(src);
         let matches = if has_glob(src) {
@@ -173,10 +182,33 @@ pub fn write_layer(job: &CopyJob<'_>, out: impl Write) -> Result<usize> {
     }
     let dest_rel = inside(&job.dest);
     let dest_dir = job.dest.ends_with('/')
-        || found.len() > 1
+        || found.len() + fetched.len() > 1
         || (job.dir_in_image)(&dest_rel)
         || job.dest == "/";
     let mut nodes: BTreeMap<PathBuf, Node> = BTreeMap::new();
+    // As Docker: a URL's file is not unpacked, is named after the URL's last
+    // path segment when the destination is a folder, and gets mode 0600.
+    for (url, data) in fetched {
+        let target = if dest_dir {
+            let name = url_file_name(&url).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "cannot tell a file name from {url}; give a destination file, not a folder"
+                )
+            })?;
+            dest_rel.join(name)
+        } else {
+            dest_rel.clone()
+        };
+        let mode = job.mode.unwrap_or(0o600);
+        nodes.insert(
+            target,
+            Node::Fetched {
+                data,
+                mode,
+                mtime: job.epoch.unwrap_or(0),
+            },
+        );
+    }
     for rel in &found {
         let (full, meta) = job.tree.stat(rel).expect("found above");
         if meta.is_dir() {
@@ -220,7 +252,37 @@ pub fn write_layer(job: &CopyJob<'_>, out: impl Write) -> Result<usize> {
     // The root folder itself is never an entry.
     nodes.remove(Path::new(""));
     write_nodes(&nodes, job, out)?;
-    Ok(found.len())
+    Ok(found.len() + job.sources.iter().filter(|s| s.contains("://")).count())
+}
+
+/// Downloads an ADD source (http or https), up to 1 GiB.
+fn fetch(url: &str) -> Result<Vec<u8>> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("ADD fetches only http:// and https:// URLs, not {url}");
+    }
+    const LIMIT: u64 = 1 << 30;
+    let mut response = ureq::get(url)
+        .call()
+        .with_context(|| format!("cannot fetch {url}"))?;
+    let mut data = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .take(LIMIT + 1)
+        .read_to_end(&mut data)
+        .with_context(|| format!("cannot fetch {url}"))?;
+    if data.len() as u64 > LIMIT {
+        bail!("{url} is larger than 1 GiB; download it with RUN instead");
+    }
+    Ok(data)
+}
+
+/// The last non-empty path segment of a URL, without query or fragment.
+fn url_file_name(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split(['?', '#']).next()?;
+    let (_, path) = path.split_once('/')?;
+    path.rsplit('/').find(|s| !s.is_empty()).map(str::to_string)
 }
 
 /// Paths matching a glob, component by component.
@@ -389,6 +451,13 @@ fn write_nodes(nodes: &BTreeMap<PathBuf, Node>, job: &CopyJob<'_>, out: impl Wri
                 h.set_mtime(*mtime);
                 b.append_link(&mut h, path, target)?;
             }
+            Node::Fetched { data, mode, mtime } => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(*mode);
+                h.set_mtime(*mtime);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, path, &data[..])?;
+            }
             Node::Entry { header, data } => {
                 let mut h = (**header).clone();
                 if let Ok(m) = h.mtime() {
@@ -410,6 +479,18 @@ fn write_nodes(nodes: &BTreeMap<PathBuf, Node>, job: &CopyJob<'_>, out: impl Wri
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn url_file_names() {
+        assert_eq!(
+            url_file_name("http://h:1/a/b.txt?x=1#f").as_deref(),
+            Some("b.txt")
+        );
+        assert_eq!(url_file_name("https://h/dir/").as_deref(), Some("dir"));
+        assert_eq!(url_file_name("http://h"), None);
+        assert_eq!(url_file_name("http://h/"), None);
+    }
+
     use super::*;
 
     fn names(tar: &[u8]) -> Vec<String> {

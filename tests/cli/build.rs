@@ -361,3 +361,58 @@ fn images_hides_build_steps_unless_all() {
     assert!(images.contains(id.trim()), "{images}");
     assert_eq!(none(&env.ok(["images"])), 1);
 }
+
+#[test]
+fn add_fetches_a_url() {
+    use std::io::{Read, Write};
+    let env = setup!(Env::new());
+    // A one-file web server on the host's loopback, for a bounded number of
+    // requests (each ADD fetches once per build).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut s) = stream else { continue };
+            let mut req = [0u8; 1024];
+            let _ = s.read(&mut req);
+            let body = "fetched over http\n";
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let dockerfile = format!(
+        "FROM busybox\nADD http://127.0.0.1:{port}/files/hello.txt?x=1 /opt/\nADD http://127.0.0.1:{port}/other /opt/renamed\n"
+    );
+    let ctx = context(&env, "addurl", &[("Dockerfile", &dockerfile)]);
+    build(&env, &["-q", "-t", "addurl"], &ctx).success();
+    let out = env.ok([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "addurl",
+        "sh",
+        "-c",
+        "cat /opt/hello.txt /opt/renamed; stat -c '%a' /opt/hello.txt",
+    ]);
+    assert_eq!(out, "fetched over http\nfetched over http\n600\n");
+    // COPY refuses URLs.
+    let bad = context(
+        &env,
+        "copyurl",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nCOPY http://127.0.0.1:{port}/x /x\n"),
+        )],
+    );
+    let out = build(&env, &[], &bad);
+    assert_ne!(out.code, 0, "{}", out.describe());
+    assert!(
+        out.stderr.contains("COPY does not take URLs"),
+        "{}",
+        out.describe()
+    );
+}
