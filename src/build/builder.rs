@@ -34,6 +34,9 @@ use crate::image::{Change, Reference};
 use crate::paths::Dirs;
 use crate::store::{Image, NewImage, Store, StoreError};
 
+/// Where an image's ONBUILD triggers are kept (a JSON list of instructions).
+const ONBUILD_LABEL: &str = "org.burrow.onbuild";
+
 /// What `burrow build` was asked for.
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
@@ -231,6 +234,7 @@ impl Builder<'_> {
             cmd_set: false,
             author: None,
         };
+        self.run_triggers(&mut st, globals, build_args)?;
         for step in &stage.steps {
             self.step += 1;
             self.say(&format!(
@@ -241,6 +245,41 @@ impl Builder<'_> {
                 .with_context(|| format!("step {}: {}", self.step, step.text))?;
         }
         Ok(st.image)
+    }
+
+    /// Runs the base image's ONBUILD triggers, as Docker does, before the
+    /// stage's own steps; the triggers are consumed, not passed on.
+    fn run_triggers(
+        &mut self,
+        st: &mut State,
+        globals: &BTreeMap<String, String>,
+        build_args: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let triggers: Vec<String> = st
+            .config
+            .labels()
+            .as_ref()
+            .and_then(|l| l.get(ONBUILD_LABEL))
+            .and_then(|v| serde_json::from_str(v).ok())
+            .unwrap_or_default();
+        if triggers.is_empty() {
+            return Ok(());
+        }
+        if let Some(labels) = st.config.labels_mut() {
+            labels.remove(ONBUILD_LABEL);
+        }
+        self.say(&format!("# Executing {} build trigger(s)", triggers.len()));
+        let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
+        let parsed = dockerfile::parse(&text).context("an ONBUILD trigger of the base image")?;
+        for step in parsed.stages.into_iter().flat_map(|s| s.steps) {
+            if matches!(step.instruction, Instruction::Onbuild(_)) {
+                bail!("ONBUILD ONBUILD is not allowed (trigger: {})", step.text);
+            }
+            self.say(&format!(" ---> Running trigger: {}", step.text));
+            self.instruction(st, &step.text, &step.instruction, globals, build_args)
+                .with_context(|| format!("ONBUILD trigger {}", step.text))?;
+        }
+        Ok(())
     }
 
     /// The image a FROM names: `scratch`, an earlier stage, or an image.
@@ -403,18 +442,18 @@ impl Builder<'_> {
                 )]));
             }
             Instruction::Onbuild(trigger) => {
-                // Kept as a label (the OCI config has no OnBuild field);
-                // burrow does not run triggers yet.
+                // Kept as a label (the OCI config has no OnBuild field), run
+                // by builds FROM this image (`run_triggers`).
                 let mut all: Vec<String> = st
                     .config
                     .labels()
                     .as_ref()
-                    .and_then(|l| l.get("org.burrow.onbuild"))
+                    .and_then(|l| l.get(ONBUILD_LABEL))
                     .and_then(|v| serde_json::from_str(v).ok())
                     .unwrap_or_default();
                 all.push(trigger.clone());
                 changes.push(Change::Label(vec![(
-                    "org.burrow.onbuild".into(),
+                    ONBUILD_LABEL.into(),
                     serde_json::to_string(&all)?,
                 )]));
             }

@@ -416,3 +416,56 @@ fn add_fetches_a_url() {
         out.describe()
     );
 }
+
+#[test]
+fn onbuild_triggers_run_in_builds_from_the_image() {
+    let env = setup!(Env::new());
+    let base = context(
+        &env,
+        "onbase",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nONBUILD COPY marker /marker\nONBUILD RUN echo triggered > /triggered\n",
+        )],
+    );
+    build(&env, &["-q", "-t", "onbase"], &base).success();
+    // The base itself did not run its triggers.
+    env.burrow([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "onbase",
+        "test",
+        "-e",
+        "/triggered",
+    ])
+    .expect_code(1);
+    let child = context(
+        &env,
+        "onchild",
+        &[
+            ("Dockerfile", "FROM onbase\nRUN cat /triggered /marker\n"),
+            ("marker", "from the child's context\n"),
+        ],
+    );
+    let out = build(&env, &["-t", "onchild"], &child).success();
+    assert!(
+        out.stdout.contains("Executing 2 build trigger"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout.contains("from the child's context"),
+        "{}",
+        out.describe()
+    );
+    // Triggers are consumed: a grandchild does not run them again.
+    let grand = context(
+        &env,
+        "ongrand",
+        &[("Dockerfile", "FROM onchild\nRUN true\n")],
+    );
+    let out = build(&env, &["-t", "ongrand"], &grand).success();
+    assert!(!out.stdout.contains("build trigger"), "{}", out.describe());
+}
