@@ -57,7 +57,9 @@ impl Store {
             None => None,
         };
         let config = config(new, staged.as_ref().map(|(_, u)| &u.diff_id));
-        let bytes = serde_json::to_vec(&config).context("cannot encode the image config")?;
+        let mut value = serde_json::to_value(&config).context("cannot encode the image config")?;
+        docker_fields(&mut value);
+        let bytes = serde_json::to_vec(&value).context("cannot encode the image config")?;
         let id = Digest::of(&bytes);
 
         let _lock = self.lock()?;
@@ -213,6 +215,114 @@ mod tests {
         assert_eq!(
             meta_only.config.history().clone().unwrap()[1].empty_layer(),
             Some(true)
+        );
+    }
+}
+
+/// Docker's config has `Shell`, `OnBuild` and `Healthcheck`, which the OCI
+/// config type lacks; burrow's builder keeps them as `org.burrow.*` labels.
+/// Written here in Docker's form as well, so Docker and Podman see an
+/// image's HEALTHCHECK, ONBUILD and SHELL (readers of the OCI format ignore
+/// the extra keys).
+fn docker_fields(config: &mut serde_json::Value) {
+    let Some(cfg) = config.get_mut("config").and_then(|c| c.as_object_mut()) else {
+        return;
+    };
+    let label = |name: &str| -> Option<serde_json::Value> {
+        let text = cfg.get("Labels")?.get(name)?.as_str()?;
+        serde_json::from_str(text).ok()
+    };
+    let shell = label("org.burrow.shell").filter(|v| v.is_array());
+    let onbuild = label("org.burrow.onbuild").filter(|v| v.is_array());
+    let health = label("org.burrow.healthcheck").and_then(healthcheck);
+    if let Some(v) = shell {
+        cfg.insert("Shell".into(), v);
+    }
+    if let Some(v) = onbuild {
+        cfg.insert("OnBuild".into(), v);
+    }
+    if let Some(v) = health {
+        cfg.insert("Healthcheck".into(), v);
+    }
+}
+
+/// `{"Test": [...], "interval": "30s", "retries": "3", ...}` as the builder
+/// records it, in Docker's shape: durations in nanoseconds, retries a number.
+fn healthcheck(recorded: serde_json::Value) -> Option<serde_json::Value> {
+    let obj = recorded.as_object()?;
+    let mut out = serde_json::Map::new();
+    out.insert("Test".into(), obj.get("Test")?.clone());
+    for (key, value) in obj {
+        let text = value.as_str().unwrap_or_default();
+        let (name, v) = match key.as_str() {
+            "interval" => ("Interval", go_duration(text)?.into()),
+            "timeout" => ("Timeout", go_duration(text)?.into()),
+            "start-period" => ("StartPeriod", go_duration(text)?.into()),
+            "start-interval" => ("StartInterval", go_duration(text)?.into()),
+            "retries" => ("Retries", text.parse::<u64>().ok()?.into()),
+            _ => continue,
+        };
+        out.insert(name.into(), v);
+    }
+    Some(serde_json::Value::Object(out))
+}
+
+/// A Go duration (`1m30s`, `500ms`, `2h`) in nanoseconds.
+fn go_duration(text: &str) -> Option<u64> {
+    let mut total = 0u64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += (number * scale) as u64;
+    }
+    (!text.is_empty()).then_some(total)
+}
+
+#[cfg(test)]
+mod docker_field_tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(go_duration("5s"), Some(5_000_000_000));
+        assert_eq!(go_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(go_duration("500ms"), Some(500_000_000));
+        assert_eq!(go_duration("1.5h"), Some(5_400_000_000_000));
+        assert_eq!(go_duration("5"), None);
+        assert_eq!(go_duration(""), None);
+    }
+
+    #[test]
+    fn labels_become_docker_fields() {
+        let mut v = serde_json::json!({"config": {"Labels": {
+            "org.burrow.shell": "[\"/bin/sh\",\"-ec\"]",
+            "org.burrow.onbuild": "[\"RUN echo hi\"]",
+            "org.burrow.healthcheck": "{\"Test\":[\"CMD-SHELL\",\"true\"],\"interval\":\"5s\",\"retries\":\"3\"}"
+        }}});
+        docker_fields(&mut v);
+        let c = &v["config"];
+        assert_eq!(c["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
+        assert_eq!(c["OnBuild"], serde_json::json!(["RUN echo hi"]));
+        assert_eq!(
+            c["Healthcheck"],
+            serde_json::json!({"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000u64, "Retries": 3})
         );
     }
 }

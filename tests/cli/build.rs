@@ -469,3 +469,34 @@ fn onbuild_triggers_run_in_builds_from_the_image() {
     let out = build(&env, &["-t", "ongrand"], &grand).success();
     assert!(!out.stdout.contains("build trigger"), "{}", out.describe());
 }
+
+#[test]
+fn healthcheck_shell_and_onbuild_are_in_dockers_config_fields() {
+    let env = setup!(Env::new());
+    let ctx = context(
+        &env,
+        "health",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nSHELL [\"/bin/sh\", \"-ec\"]\nHEALTHCHECK --interval=5s --retries=3 CMD true\nONBUILD RUN echo hi\n",
+        )],
+    );
+    let id = build(&env, &["-q", "-t", "health"], &ctx).success().stdout;
+    let hex = id.trim().trim_start_matches("sha256:");
+    let blob = env.data_dir().join("images/blobs/sha256").join(hex);
+    let config: serde_json::Value = serde_json::from_slice(&fs::read(&blob).unwrap()).unwrap();
+    let c = &config["config"];
+    assert_eq!(
+        c["Shell"],
+        serde_json::json!(["/bin/sh", "-ec"]),
+        "{config}"
+    );
+    assert_eq!(c["OnBuild"], serde_json::json!(["RUN echo hi"]), "{config}");
+    assert_eq!(
+        c["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"]),
+        "{config}"
+    );
+    assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000u64, "{config}");
+    assert_eq!(c["Healthcheck"]["Retries"], 3, "{config}");
+}
