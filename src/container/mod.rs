@@ -68,13 +68,19 @@ pub struct CreateRequest {
 
 /// The caller's id maps on this host (range or single mode).
 pub fn host_ids() -> HostIds {
-    let uid = nix::unistd::getuid();
-    let name = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string());
-    idmap::detect(uid.as_raw(), nix::unistd::getgid().as_raw(), &name)
+    // Read once per process: /etc/subuid, /etc/subgid and the passwd entry
+    // do not change under a running command, and several layers ask.
+    static IDS: std::sync::OnceLock<HostIds> = std::sync::OnceLock::new();
+    IDS.get_or_init(|| {
+        let uid = nix::unistd::getuid();
+        let name = nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| uid.to_string());
+        idmap::detect(uid.as_raw(), nix::unistd::getgid().as_raw(), &name)
+    })
+    .clone()
 }
 
 /// The image `name` names, pulled first when it is a reference the store
