@@ -215,7 +215,15 @@ impl Builder<'_> {
             self.step, self.total, stage.from.text
         ));
         let base_name = dockerfile::substitute(&stage.from.image, &|k| globals.get(k).cloned())?;
-        let image = self.base(&base_name, stage.from.platform.as_deref())?;
+        let platform = stage
+            .from
+            .platform
+            .as_deref()
+            .map(|p| {
+                dockerfile::substitute(p, &|k| globals.get(k).cloned().or_else(|| platform_arg(k)))
+            })
+            .transpose()?;
+        let image = self.base(&base_name, platform.as_deref())?;
         if let Some(i) = &image {
             self.say(&format!(" ---> {}", &i.id[..12]));
         }
@@ -290,13 +298,43 @@ impl Builder<'_> {
         if let Some(image) = self.stage_image(name) {
             return Ok(Some(image?));
         }
-        if let Some(p) = platform {
-            let host = format!("linux/{}", crate::store::host_arch());
-            if p != host && !p.is_empty() {
-                bail!("--platform={p}: burrow builds only for the host's platform ({host})");
+        if let Some(p) = platform.filter(|p| !p.is_empty()) {
+            let wanted: crate::registry::Wanted = p
+                .parse()
+                .map_err(|e: String| anyhow!("FROM --platform: {e}"))?;
+            let host = crate::registry::Wanted::host();
+            if (wanted.os.as_str(), wanted.architecture.as_str())
+                != (host.os.as_str(), host.architecture.as_str())
+            {
+                return self.foreign_image(name, wanted).map(Some);
             }
         }
         self.image(name).map(Some)
+    }
+
+    /// An image for another platform (`FROM --platform=linux/arm64 ...`):
+    /// the local one if it is for that platform, else pulled for it (and
+    /// tagged, as `docker pull --platform` does). A RUN in such a stage
+    /// needs the host to emulate that CPU (binfmt); COPY and the config
+    /// steps do not.
+    fn foreign_image(&self, name: &str, wanted: crate::registry::Wanted) -> Result<Image> {
+        if !self.opts.pull
+            && let Ok(local) = self.store.resolve(name)
+            && local.config.os().to_string() == wanted.os
+            && local.config.architecture().to_string() == wanted.architecture
+        {
+            return Ok(local);
+        }
+        let opts = crate::registry::PullOptions {
+            platform: Some(wanted),
+            output: if self.opts.quiet {
+                crate::registry::Output::Quiet
+            } else {
+                crate::registry::Output::Stdout
+            },
+            ..Default::default()
+        };
+        crate::registry::pull(self.dirs, name, &opts)
     }
 
     /// An earlier stage by name or index, if `name` is one.
@@ -822,4 +860,16 @@ impl<W: Write> Write for HashWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// BuildKit's automatic platform arguments, for `FROM --platform=$BUILDPLATFORM`:
+/// burrow builds on and for the host.
+fn platform_arg(name: &str) -> Option<String> {
+    let arch = crate::store::host_arch().to_string();
+    Some(match name {
+        "BUILDPLATFORM" | "TARGETPLATFORM" => format!("linux/{arch}"),
+        "BUILDOS" | "TARGETOS" => "linux".into(),
+        "BUILDARCH" | "TARGETARCH" => arch,
+        _ => return None,
+    })
 }

@@ -500,3 +500,59 @@ fn healthcheck_shell_and_onbuild_are_in_dockers_config_fields() {
     assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000u64, "{config}");
     assert_eq!(c["Healthcheck"]["Retries"], 3, "{config}");
 }
+
+#[test]
+fn from_platform_takes_that_platform_from_the_registry() {
+    use crate::registry::{Layout, Registry};
+    let Some(reg) = Registry::start(&[]) else {
+        return;
+    };
+    let Some(layout) = Layout::busybox(&["amd64", "arm64"]) else {
+        return;
+    };
+    reg.skopeo_push(layout.path(), "multi:1", None);
+    let env = setup!(Env::empty());
+    let base = reg.name("multi:1");
+    let arch = |image: &str| {
+        let out = env.ok(["image", "inspect", image]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0]["Architecture"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // A foreign platform is pulled for that platform; config steps need no
+    // emulation.
+    let ctx = context(
+        &env,
+        "plat-arm",
+        &[(
+            "Dockerfile",
+            &format!("FROM --platform=linux/arm64 {base}\nLABEL built=yes\n"),
+        )],
+    );
+    build(&env, &["-q", "-t", "onarm"], &ctx).success();
+    assert_eq!(arch("onarm"), "arm64");
+    // $BUILDPLATFORM is the host's.
+    let ctx = context(
+        &env,
+        "plat-host",
+        &[(
+            "Dockerfile",
+            &format!("FROM --platform=$BUILDPLATFORM {base}\nLABEL built=yes\n"),
+        )],
+    );
+    build(&env, &["-q", "--pull", "-t", "onhost"], &ctx).success();
+    assert_ne!(arch("onhost"), "arm64");
+    let bad = context(
+        &env,
+        "plat-bad",
+        &[("Dockerfile", &format!("FROM --platform=linux {base}\n"))],
+    );
+    let out = build(&env, &[], &bad);
+    assert!(
+        out.stderr.contains("invalid platform"),
+        "{}",
+        out.describe()
+    );
+}

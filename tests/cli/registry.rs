@@ -131,7 +131,7 @@ impl Registry {
     }
 
     /// `skopeo copy` from an OCI layout to `HOST/NAME`, copying every platform.
-    fn skopeo_push(&self, layout: &Path, name: &str, creds: Option<&str>) {
+    pub(crate) fn skopeo_push(&self, layout: &Path, name: &str, creds: Option<&str>) {
         let mut cmd = Command::new("skopeo");
         cmd.args([
             "--insecure-policy",
@@ -185,13 +185,13 @@ fn sha256(bytes: &[u8]) -> String {
 
 /// An OCI image layout holding the busybox rootfs as one gzip layer, with
 /// one manifest per architecture (an index when there are several).
-struct Layout {
+pub(crate) struct Layout {
     dir: tempfile::TempDir,
     layer_digest: String,
 }
 
 impl Layout {
-    fn busybox(architectures: &[&str]) -> Option<Layout> {
+    pub(crate) fn busybox(architectures: &[&str]) -> Option<Layout> {
         let tar = match busybox_tar() {
             Ok(t) => fs::read(t).unwrap(),
             Err(reason) => return skip(&reason),
@@ -251,7 +251,7 @@ impl Layout {
         })
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 }
