@@ -556,3 +556,73 @@ fn from_platform_takes_that_platform_from_the_registry() {
         out.describe()
     );
 }
+
+#[test]
+fn builds_are_reproducible_under_source_date_epoch() {
+    let env = setup!(Env::new());
+    let ctx = context(
+        &env,
+        "repro",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY a /a\nRUN mkdir /made && date > /made/now && touch /made/x\n",
+            ),
+            ("a", "content\n"),
+        ],
+    );
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            let out = env
+                .burrow_with_env(&epoch, ["build", "-q", "--no-cache", ctx.to_str().unwrap()])
+                .success();
+            out.stdout.trim().to_string()
+        })
+        .collect();
+    let layers = |id: &str| {
+        let out = env.ok(["image", "inspect", id]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0]["RootFS"]["diff_ids"].clone()
+    };
+    // `date` writes a different time into /made/now each run, so that layer
+    // differs; the COPY layer and every earlier one must not.
+    let (first, second) = (layers(&ids[0]), layers(&ids[1]));
+    let (first, second) = (first.as_array().unwrap(), second.as_array().unwrap());
+    assert_eq!(first.len(), second.len());
+    assert_eq!(
+        first[..first.len() - 1],
+        second[..second.len() - 1],
+        "COPY layers differ"
+    );
+    // Without the date, the RUN layer is identical too.
+    let ctx2 = context(
+        &env,
+        "repro2",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN mkdir /made && touch /made/x && echo same > /made/y\n",
+        )],
+    );
+    let ids2: Vec<String> = (0..2)
+        .map(|_| {
+            env.burrow_with_env(
+                &epoch,
+                ["build", "-q", "--no-cache", ctx2.to_str().unwrap()],
+            )
+            .success()
+            .stdout
+            .trim()
+            .to_string()
+        })
+        .collect();
+    assert_eq!(
+        layers(&ids2[0]),
+        layers(&ids2[1]),
+        "RUN layers differ under SOURCE_DATE_EPOCH"
+    );
+    assert_eq!(
+        ids2[0], ids2[1],
+        "the same inputs must give the same image id"
+    );
+}

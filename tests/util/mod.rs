@@ -678,6 +678,22 @@ impl Env {
         v
     }
 
+    /// Runs a burrow command to its end with extra environment variables.
+    pub fn burrow_with_env<S: AsRef<OsStr>>(
+        &self,
+        vars: &[(&str, &str)],
+        args: impl IntoIterator<Item = S>,
+    ) -> Output {
+        let args = self.burrow_args(args);
+        let mut cmd = self.command(&shared().bin);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        spawn_as(&self.user, cmd, &args, &self.dir, None)
+            .expect("start burrow")
+            .finish(DEFAULT_TIMEOUT)
+    }
+
     /// Starts a burrow command and returns at once.
     pub fn spawn<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Running {
         self.spawn_with_stdin(args, None)
