@@ -308,6 +308,30 @@ impl EventLoop {
         wrote
     }
 
+    /// Adds a TCP flow and watches its host socket; a flow that cannot be
+    /// watched is dropped at once (`None`).
+    fn add_tcp_flow(&mut self, flow: TcpFlow) -> Option<usize> {
+        let i = self.add_flow(Flow::Tcp(flow));
+        let registered = match &mut self.flows[i] {
+            Some(Flow::Tcp(tcp)) => self
+                .poll
+                .registry()
+                .register(
+                    &mut tcp.stream,
+                    Token(FLOW_BASE + i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_ok(),
+            _ => false,
+        };
+        if registered {
+            Some(i)
+        } else {
+            self.drop_flow(i);
+            None
+        }
+    }
+
     fn add_flow(&mut self, flow: Flow) -> usize {
         match self.free.pop() {
             Some(i) => {
@@ -357,22 +381,10 @@ impl EventLoop {
                     continue;
                 }
             };
-            let i = self.add_flow(Flow::Tcp(TcpFlow::new(stream, None, id)));
-            if let Some(Flow::Tcp(tcp)) = &mut self.flows[i]
-                && self
-                    .poll
-                    .registry()
-                    .register(
-                        &mut tcp.stream,
-                        Token(FLOW_BASE + i),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .is_err()
-            {
-                self.drop_flow(i);
+            let Some(i) = self.add_tcp_flow(TcpFlow::new(stream, None, id)) else {
                 self.stack.connected(id, false);
                 continue;
-            }
+            };
             self.pending.insert(id, i);
         }
     }
@@ -478,20 +490,7 @@ impl EventLoop {
             flow.writable = true;
             flow.opening = Some(index);
             self.opening[index] += 1;
-            let i = self.add_flow(Flow::Tcp(flow));
-            if let Some(Flow::Tcp(tcp)) = &mut self.flows[i]
-                && self
-                    .poll
-                    .registry()
-                    .register(
-                        &mut tcp.stream,
-                        Token(FLOW_BASE + i),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .is_err()
-            {
-                self.drop_flow(i);
-            }
+            self.add_tcp_flow(flow);
         }
     }
 
