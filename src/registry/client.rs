@@ -4,8 +4,10 @@
 //! (see [`super::auth`]), then sends every request with the matching
 //! `Authorization` header: the stored credentials for Basic, a token fetched
 //! once per scope (`repository:NAME:pull` or `...:pull,push`) for Bearer.
-//! Registries on loopback speak plain HTTP, as Docker allows; others HTTPS
-//! with rustls (Mozilla's roots, bundled), unless marked insecure.
+//! Registries are reached over HTTPS with rustls, verified against the
+//! system's CA store; insecure ones (loopback by default, as Docker allows)
+//! over HTTPS unverified or plain HTTP, whichever the server speaks (see
+//! [`super::tls`]).
 //!
 //! Every failure becomes a [`RegistryError`] naming what was asked for; the
 //! registry's own error code (`MANIFEST_UNKNOWN`, `DENIED`...) is kept.
@@ -14,7 +16,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -22,12 +24,14 @@ use ureq::http::{self, Method, StatusCode};
 
 use super::RegistryError;
 use super::auth::{self, Challenge, Credentials};
+use super::tls::{self, Security};
 use crate::image::{DEFAULT_DOMAIN, Digest};
 
 /// How to reach a registry.
 #[derive(Debug, Clone, Default)]
 pub struct Transport {
-    /// `Some(false)`: plain HTTP even off loopback (`--tls-verify=false`).
+    /// `Some(true)`: verified HTTPS even on loopback; `Some(false)`: HTTPS
+    /// unverified or plain HTTP even off loopback (`--tls-verify=false`).
     pub tls_verify: Option<bool>,
 }
 
@@ -45,8 +49,12 @@ pub struct Client {
     agent: ureq::Agent,
     /// As references spell it: `127.0.0.1:5000`, `docker.io`.
     registry: String,
-    /// `http://127.0.0.1:5000`, `https://registry-1.docker.io`.
-    base: String,
+    /// `127.0.0.1:5000`, `registry-1.docker.io`.
+    host: String,
+    security: Security,
+    /// `http://127.0.0.1:5000`, `https://registry-1.docker.io`: decided at
+    /// the first request (see [`Client::base`]).
+    base: OnceLock<String>,
     creds: Option<Credentials>,
     /// `None` until the first ping; then what `/v2/` asked for.
     challenge: Mutex<Option<Option<Challenge>>>,
@@ -74,24 +82,25 @@ impl Client {
         } else {
             registry
         };
-        let plain = is_loopback(host)
-            || transport.tls_verify == Some(false)
-            || super::config::insecure_registries()
-                .iter()
-                .any(|r| r == registry);
-        let scheme = if plain { "http" } else { "https" };
+        let listed = super::config::insecure_registries()
+            .iter()
+            .any(|r| r == registry);
+        let security = Security::choose(transport.tls_verify, listed, is_loopback(host));
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(120)))
             .timeout_per_read(Some(Duration::from_secs(120)))
             .user_agent(concat!("burrow/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls::config(registry, security))
             .build()
             .new_agent();
         Client {
             agent,
             registry: registry.to_string(),
-            base: format!("{scheme}://{host}"),
+            host: host.to_string(),
+            security,
+            base: OnceLock::new(),
             creds,
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
@@ -352,7 +361,24 @@ impl Client {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{path}", self.base())
+    }
+
+    /// The scheme and host. Verified registries are HTTPS. An insecure one is
+    /// asked over HTTPS once: if that fails at all (no TLS there, or nothing
+    /// on port 443 for a registry named without a port), plain HTTP is used,
+    /// and a registry down on both reports that on the real request.
+    fn base(&self) -> &str {
+        self.base.get_or_init(|| {
+            let https = format!("https://{}", self.host);
+            if self.security == Security::Verified {
+                return https;
+            }
+            match self.agent.get(format!("{https}/v2/")).call() {
+                Ok(_) => https,
+                Err(_) => format!("http://{}", self.host),
+            }
+        })
     }
 
     /// Resolves an upload `Location`, which may be relative to the registry.
@@ -435,9 +461,19 @@ impl Client {
             Body::Bytes(b) => self.agent.run(builder.body(b).map_err(invalid)?),
             Body::File(f) => self.agent.run(builder.body(f).map_err(invalid)?),
         };
-        result.map_err(|e| RegistryError::Unreachable {
-            registry: self.registry.clone(),
-            cause: e.to_string(),
+        result.map_err(|e| {
+            if tls::is_tls_failure(&e) && url.starts_with("https:") {
+                RegistryError::Tls {
+                    hint: tls::hint(&self.registry, &e),
+                    registry: self.registry.clone(),
+                    cause: e.to_string(),
+                }
+            } else {
+                RegistryError::Unreachable {
+                    registry: self.registry.clone(),
+                    cause: e.to_string(),
+                }
+            }
         })
     }
 
