@@ -224,7 +224,7 @@ mod tests {
 /// Written here in Docker's form as well, so Docker and Podman see an
 /// image's HEALTHCHECK, ONBUILD and SHELL (readers of the OCI format ignore
 /// the extra keys).
-fn docker_fields(config: &mut serde_json::Value) {
+pub fn docker_fields(config: &mut serde_json::Value) {
     let Some(cfg) = config.get_mut("config").and_then(|c| c.as_object_mut()) else {
         return;
     };

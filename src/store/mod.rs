@@ -49,7 +49,7 @@ use anyhow::{Context, anyhow};
 use thiserror::Error;
 
 pub use archive::Loaded;
-pub use commit::NewImage;
+pub use commit::{NewImage, docker_fields};
 pub use distribution::{BlobMismatch, Committed, LayerBlob, PullCommit, PulledLayer, StagedLayer};
 pub use import::{ImportOptions, host_arch};
 pub use layer::{
