@@ -121,7 +121,7 @@ pub fn set_ownership(ownership: Ownership) {
     let _ = OWNERSHIP.set(ownership);
 }
 
-fn ownership() -> &'static Ownership {
+pub(super) fn ownership() -> &'static Ownership {
     OWNERSHIP.get().unwrap_or(&Ownership::Drop)
 }
 

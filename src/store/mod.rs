@@ -56,6 +56,7 @@ pub use layer::{
     Compression, LayerError, OWNER_XATTR, Ownership, detect, helper_remove, helper_unpack,
     set_ownership,
 };
+pub use pack::helper_pack;
 pub use prune::Pruned;
 pub use remove::Conflict;
 
