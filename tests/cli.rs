@@ -27,6 +27,8 @@ mod logs;
 mod misc;
 #[path = "cli/network.rs"]
 mod network;
+#[path = "cli/owners.rs"]
+mod owners;
 #[path = "cli/ps.rs"]
 mod ps;
 #[path = "cli/registry.rs"]
