@@ -432,7 +432,7 @@ impl Client {
                 RegistryError::Denied {
                     reference: what.into(),
                     detail: format!(
-                        "the token server did not grant user \"{}\" {} ({detail})",
+                        "the token server did not grant user \"{}\" {}",
                         creds.user,
                         refusal.scope.as_deref().unwrap_or(scope)
                     ),
@@ -442,14 +442,23 @@ impl Client {
         }
     }
 
+    /// A refusal of our credentials (or of none). `detail`, the server's
+    /// own words, is added when it says more than the reason does.
     fn unauthorized(&self, what: &str, detail: &str) -> RegistryError {
-        let detail = match (&self.creds, detail.is_empty()) {
-            (None, true) => "authentication required".to_string(),
-            (None, false) => format!("authentication required ({detail})"),
-            (Some(_), true) => "incorrect username or password".to_string(),
-            (Some(_), false) => {
-                format!("incorrect username or password, or access denied ({detail})")
-            }
+        let reason = match &self.creds {
+            None => "authentication required",
+            Some(_) if detail.is_empty() => "incorrect username or password",
+            Some(_) => "incorrect username or password, or access denied",
+        };
+        self.unauthorized_because(what, reason, detail)
+    }
+
+    fn unauthorized_because(&self, what: &str, reason: &str, detail: &str) -> RegistryError {
+        let words = detail.strip_prefix("unauthorized: ").unwrap_or(detail);
+        let detail = if words.is_empty() || reason.contains(words) {
+            reason.to_string()
+        } else {
+            format!("{reason} ({detail})")
         };
         RegistryError::Unauthorized {
             reference: what.into(),
@@ -558,6 +567,10 @@ impl Client {
         if let Some(s) = service {
             query.push(format!("service={}", encode(s)));
         }
+        // Docker names the account too; some token servers want it.
+        if let Some(c) = &self.creds {
+            query.push(format!("account={}", encode(&c.user)));
+        }
         for s in scope.into_iter().flat_map(|s| s.split(' ')) {
             query.push(format!("scope={}", encode(s)));
         }
@@ -572,8 +585,13 @@ impl Client {
         match resp.status() {
             s if s.is_success() => {}
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                // The token server judges the credentials alone.
+                let reason = match &self.creds {
+                    Some(_) => "incorrect username or password",
+                    None => "authentication required",
+                };
                 let detail = error_detail(resp);
-                return Err(self.unauthorized(&self.registry, &detail));
+                return Err(self.unauthorized_because(&self.registry, reason, &detail));
             }
             _ => return Err(status_error(&self.registry, resp)),
         }

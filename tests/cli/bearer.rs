@@ -141,9 +141,9 @@ fn bearer_pull_and_push_as_a_logged_in_user() {
     // registry refuses it.
     let out = env.burrow(["pull", &reference]).burrow_error();
     assert!(
-        out.stderr.contains(&reference)
-            && out.stderr.contains("unauthorized")
-            && out.stderr.contains(&format!("burrow login {}", reg.host())),
+        out.stderr.contains(&format!(
+            "{reference}: unauthorized: authentication required"
+        )) && out.stderr.contains(&format!("burrow login {}", reg.host())),
         "{}\nregistry log:\n{}",
         out.describe(),
         reg.log()
@@ -159,7 +159,10 @@ fn bearer_pull_and_push_as_a_logged_in_user() {
         )
         .burrow_error();
     assert!(
-        out.stderr.contains("incorrect username or password") && out.stderr.contains(reg.host()),
+        out.stderr.contains(&format!(
+            "{}: unauthorized: incorrect username or password",
+            reg.host()
+        )) && !out.stderr.contains("access denied"),
         "{}",
         out.describe()
     );
@@ -185,6 +188,7 @@ fn bearer_pull_and_push_as_a_logged_in_user() {
     let asked = tokens.requests();
     assert_eq!(asked.len(), 1, "one token per scope, reused: {asked:?}");
     assert_eq!(asked[0].user.as_deref(), Some("me"));
+    assert_eq!(asked[0].account.as_deref(), Some("me"));
     assert_eq!(asked[0].scopes, ["repository:team/app:pull"]);
     let out = env
         .burrow(["run", "--rm", &reference, "cat", "/layer0", "/layer3"])

@@ -51,6 +51,8 @@ pub(crate) struct Account {
 pub(crate) struct TokenRequest {
     /// The Basic user, `None` for anonymous.
     pub user: Option<String>,
+    /// The `account` parameter.
+    pub account: Option<String>,
     /// The `scope` parameters, in order.
     pub scopes: Vec<String>,
     /// The HTTP status answered.
@@ -211,8 +213,13 @@ fn serve(state: &State, conn: TcpStream) -> std::io::Result<()> {
         .map(|(_, v)| v.clone())
         .collect();
     let (status, body, user) = answer(state, path, &params, &scopes, authorization.as_deref());
+    let account = params
+        .iter()
+        .find(|(k, _)| k == "account")
+        .map(|(_, v)| v.clone());
     state.requests.lock().unwrap().push(TokenRequest {
         user,
+        account,
         scopes,
         status,
     });
