@@ -302,6 +302,17 @@ fn record_owner(dest: &Path, name: &str, (uid, gid, mode): (u64, u64, u32)) {
     let _ = super::sys::lsetxattr(&dest.join(rel), OWNER_XATTR, value.as_bytes());
 }
 
+/// The owner [`record_owner`] wrote on `path`, if any: uid, gid and mode.
+pub fn recorded_owner(path: &Path) -> Option<(u64, u64, u32)> {
+    let value = xattr::get(path, OWNER_XATTR).ok()??;
+    let text = String::from_utf8(value).ok()?;
+    let mut parts = text.trim().split(':');
+    let uid = parts.next()?.parse().ok()?;
+    let gid = parts.next()?.parse().ok()?;
+    let mode = u32::from_str_radix(parts.next()?, 8).ok()?;
+    Some((uid, gid, mode & 0o7777))
+}
+
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Stats {
     entries: u64,

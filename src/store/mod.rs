@@ -54,7 +54,7 @@ pub use distribution::{BlobMismatch, Committed, LayerBlob, PullCommit, PulledLay
 pub use import::{ImportOptions, host_arch};
 pub use layer::{
     Compression, LayerError, OWNER_XATTR, Ownership, detect, helper_remove, helper_unpack,
-    set_ownership,
+    recorded_owner, set_ownership,
 };
 pub use pack::helper_pack;
 pub use prune::Pruned;

@@ -21,7 +21,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::layer::{OWNER_XATTR, Owners, Ownership, ownership};
+use super::layer::{Owners, Ownership, ownership, recorded_owner};
 
 /// Writes the tar stream of `dir`'s contents (not `dir` itself) to `out`,
 /// owners as [`super::layer::set_ownership`] chose.
@@ -88,19 +88,8 @@ fn owner(full: &Path, meta: &fs::Metadata, owners: Owners) -> (u64, u64, u32) {
     match owners {
         Owners::Drop => (0, 0, mode),
         Owners::Keep => (meta.uid().into(), meta.gid().into(), mode),
-        Owners::Record => recorded(full).unwrap_or((0, 0, mode)),
+        Owners::Record => recorded_owner(full).unwrap_or((0, 0, mode)),
     }
-}
-
-/// The `uid:gid:mode` (mode in octal) of [`OWNER_XATTR`], if `full` has one.
-fn recorded(full: &Path) -> Option<(u64, u64, u32)> {
-    let value = xattr::get(full, OWNER_XATTR).ok()??;
-    let text = String::from_utf8(value).ok()?;
-    let mut parts = text.trim().split(':');
-    let uid = parts.next()?.parse().ok()?;
-    let gid = parts.next()?.parse().ok()?;
-    let mode = u32::from_str_radix(parts.next()?, 8).ok()?;
-    Some((uid, gid, mode & 0o7777))
 }
 
 fn walk<W: Write>(
@@ -165,7 +154,7 @@ fn walk<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::layer::{unpack, unpack_owned};
+    use crate::store::layer::{OWNER_XATTR, unpack, unpack_owned};
     use crate::store::testutil::{add_file, tarball};
 
     /// (path, uid, gid, mode) of every entry.

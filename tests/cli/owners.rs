@@ -208,3 +208,40 @@ fn owners_survive_import_push_save_and_pull_with_one_id() {
     assert_eq!(recorded("d/s").as_deref(), Some("1000:1001:600"));
     assert_eq!(recorded("r"), None);
 }
+
+/// With one id, `COPY --chown` records the owner; a container that changes
+/// the file and is committed keeps it (copy-up keeps the xattr), and save
+/// writes it in both layers.
+#[test]
+fn a_commit_with_one_id_keeps_the_owner_of_a_changed_file() {
+    let env = setup!(Env::single_id());
+    let ctx = env.home().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("f"), "f\n").unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY --chown=1000:1000 f /f\n",
+    )
+    .unwrap();
+    env.ok(["build", "-t", "copied:1", ctx.to_str().unwrap()]);
+    let saved = save(&env, "copied:1");
+    let layers = docker_archive_layers(&saved);
+    assert_owned(&owners(&layers), &[("f", (1000, 1000))], "copied");
+
+    env.ok([
+        "run",
+        "--name",
+        "changer",
+        "--network",
+        "none",
+        "copied:1",
+        "sh",
+        "-c",
+        "echo more >> /f",
+    ]);
+    env.ok(["commit", "changer", "changed:1"]);
+    let saved = save(&env, "changed:1");
+    let layers = docker_archive_layers(&saved);
+    let top = owners(&layers[layers.len() - 1..]);
+    assert_owned(&top, &[("f", (1000, 1000))], "committed");
+}
