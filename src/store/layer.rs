@@ -11,7 +11,8 @@
 //! owned by uid 1000 in the image belongs to host id `subuid start + 999`;
 //! with only one id, owners are recorded in a `user.burrow.owner` xattr
 //! (`uid:gid:mode`) for the overlay to present; by default (library tests)
-//! they are dropped. Modes and mtimes are always kept. Device nodes are skipped and counted, since `mknod` needs
+//! they are dropped ([`super::pack`] reads the owners back the same ways).
+//! Modes and mtimes are always kept. Device nodes are skipped and counted, since `mknod` needs
 //! privilege. Paths with `..` are refused; a leading `/` is dropped, so an
 //! absolute entry lands inside the layer; the tar crate refuses an entry whose
 //! parent resolves, through a symlink, outside the layer. Whiteouts (`.wh.*`)

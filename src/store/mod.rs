@@ -18,7 +18,8 @@
 //!
 //! Submodules: [`layer`] unpacks tarballs, [`distribution`] keeps what pulls and
 //! pushes need (compressed blobs, manifests, repository digests; `registry.json`),
-//! [`pack`] turns a layer folder back into a tarball, [`archive`] saves and loads
+//! [`pack`] turns a layer folder back into a tarball (with the owners the layer
+//! was unpacked with), [`archive`] saves and loads
 //! docker-archive and oci-archive tarballs, [`index`] keeps tags and metadata,
 //! [`import`] builds configs, [`remove`] decides what `rmi` may do, [`prune`]
 //! what `image prune` removes, [`sys`] wraps `lsetxattr`, [`lock`] and
