@@ -25,7 +25,7 @@ const READER: Account = Account {
 };
 
 /// An OCI layout: the busybox rootfs and `extra` small layers, each adding
-/// `/layerN` holding `N`.
+/// `/layerN` holding `N` (with empty owner fields).
 fn layered(extra: usize) -> Option<tempfile::TempDir> {
     let rootfs = match busybox_tar() {
         Ok(t) => fs::read(t).unwrap(),
@@ -46,8 +46,8 @@ fn layered(extra: usize) -> Option<tempfile::TempDir> {
         let mut h = tar::Header::new_gnu();
         h.set_size(body.len() as u64);
         h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
+        // No uid or gid: the fields stay empty, as in many layers made
+        // with the tar crate; Docker's reader takes them for 0, so must burrow.
         h.set_mtime(0);
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, format!("layer{n}"), body.as_bytes())
