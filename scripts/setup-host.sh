@@ -8,7 +8,8 @@
 # - installs the few Debian packages burrow and its tests use: uidmap
 #   (newuidmap/newgidmap for the subordinate id ranges), fuse3 (fusermount3),
 #   busybox-static (the test image), iproute2 (network tests), docker-registry,
-#   skopeo and apache2-utils (htpasswd) for the registry tests, mmdebstrap
+#   skopeo, apache2-utils (htpasswd) and openssl (the test token server's key,
+#   certificate and signatures) for the registry tests, mmdebstrap
 #   (the Debian + python3 image of the web app test), podman with runc and
 #   slirp4netns (the interop tests: podman loads burrow's archives, pulls and
 #   runs burrow's builds; crun refuses hybrid-cgroup hosts, so runc);
@@ -19,7 +20,7 @@
 #   distributions ship them; bare cloud images leave them 0600.
 set -euo pipefail
 
-PACKAGES=(uidmap fuse3 busybox-static iproute2 docker-registry skopeo apache2-utils mmdebstrap podman runc slirp4netns)
+PACKAGES=(uidmap fuse3 busybox-static iproute2 docker-registry skopeo apache2-utils openssl mmdebstrap podman runc slirp4netns)
 USERS=(burrow-test)
 [[ ${1:-} == --demo ]] && USERS=(burrow-demo)
 

@@ -46,6 +46,8 @@ pub enum RegistryError {
         registry: String,
         detail: String,
     },
+    #[error("{reference}: access denied: {detail}")]
+    Denied { reference: String, detail: String },
     #[error("cannot reach registry {registry}: {cause}")]
     Unreachable { registry: String, cause: String },
     #[error("TLS with registry {registry} failed: {cause}; {hint}")]
