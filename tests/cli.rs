@@ -39,6 +39,8 @@ mod run;
 mod security;
 #[path = "cli/storage.rs"]
 mod storage;
+#[path = "cli/tls.rs"]
+mod tls;
 #[path = "cli/token_server.rs"]
 mod token_server;
 #[path = "cli/webapp.rs"]

@@ -88,8 +88,23 @@ impl Registry {
         Some(Registry::launch(fresh_dir(), &tokens.registry_config()))
     }
 
-    /// Runs `docker-registry` with `auth` (a YAML `auth:` section or nothing).
-    fn launch(dir: PathBuf, auth: &str) -> Registry {
+    /// Starts a registry that speaks HTTPS with the certificate and key
+    /// made by `make_certificates` in `certs`.
+    pub(crate) fn with_tls(certs: &Path) -> Option<Registry> {
+        if !have_tools() {
+            return None;
+        }
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            certs.join("server.crt").display(),
+            certs.join("server.key").display()
+        );
+        Some(Registry::launch(fresh_dir(), &tls))
+    }
+
+    /// Runs `docker-registry` with `extra` YAML after `http.addr` (indented
+    /// keys stay under `http:`, as `tls:` does; `auth:` starts its own).
+    fn launch(dir: PathBuf, extra: &str) -> Registry {
         // Ask the kernel for a free port, then hand it to the registry.
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -98,7 +113,7 @@ impl Registry {
             .port();
         let host = format!("127.0.0.1:{port}");
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{auth}",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{extra}",
             dir.join("storage").display()
         );
         fs::write(dir.join("config.yml"), config).unwrap();
