@@ -35,6 +35,11 @@
 //!   socket, and smoltcp answers with a RST, so clients fail fast. Data is
 //!   then spliced between the smoltcp socket and the host stream; the
 //!   bounded socket buffers and TCP windows are the only queues.
+//! - **Ping.** Echo requests to the gateway (and 10.0.2.3) are answered
+//!   here; to any other outside address they leave through the host's
+//!   unprivileged ICMP echo sockets (`icmp.rs`), where
+//!   `net.ipv4.ping_group_range` allows them, and are refused with an ICMP
+//!   "administratively prohibited" where it does not.
 //! - **Outbound UDP and DNS.** Datagrams never enter smoltcp: the stack
 //!   hands them to the loop, which keeps one connected host socket per
 //!   (container port, destination) and sends replies back with the original
@@ -51,6 +56,7 @@
 mod config;
 mod device;
 mod event_loop;
+mod icmp;
 mod publish;
 mod stack;
 mod wire;
@@ -58,6 +64,7 @@ mod wire;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 
+pub use icmp::{PingSupport, probe as probe_ping};
 pub use publish::{BoundPorts, bind_ports, parse_publish};
 
 /// `-p [ip:]hostPort[-end]:containerPort[-end][/tcp|/udp]` and `-P` results.

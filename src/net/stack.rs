@@ -376,6 +376,32 @@ impl Stack {
         self.dev.push_tx(frame);
     }
 
+    /// Answers the container's `request` (a frame it sent) with "communication
+    /// administratively prohibited" from the gateway, so a client fails
+    /// promptly instead of waiting for a reply that cannot come.
+    pub fn refuse(&mut self, request: Frame) {
+        let (Some(mac), Some(len)) = (
+            self.container_mac,
+            wire::prohibited_frame_len(request.data()),
+        ) else {
+            return self.dev.recycle(request);
+        };
+        let mut frame = self.dev.frame();
+        if len > frame.buffer_mut().len() {
+            self.dev.recycle(frame);
+            return self.dev.recycle(request);
+        }
+        frame.set_len(len);
+        wire::emit_prohibited(
+            frame.data_mut(),
+            (GATEWAY_MAC, mac),
+            GATEWAY_IP,
+            request.data(),
+        );
+        self.dev.recycle(request);
+        self.dev.push_tx(frame);
+    }
+
     /// Runs smoltcp: processes queued frames, sends what sockets have.
     /// Returns whether any socket may have changed.
     pub fn poll(&mut self, now: Instant) -> bool {

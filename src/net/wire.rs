@@ -7,8 +7,9 @@ use std::ops::Range;
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
-    IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, UdpPacket, UdpRepr,
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4DstUnreachable,
+    Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, UdpPacket,
+    UdpRepr,
 };
 
 const ETH_HEADER: usize = 14;
@@ -191,4 +192,96 @@ fn emit_headers<'a>(
     let mut packet = Ipv4Packet::new_unchecked(&mut buf[ETH_HEADER..]);
     ip.emit(&mut packet, &ChecksumCapabilities::default());
     &mut buf[ETH_HEADER + IPV4_HEADER..]
+}
+
+/// Length of the "administratively prohibited" answer to `request`.
+pub fn prohibited_frame_len(request: &[u8]) -> Option<usize> {
+    let (ip, data) = original_datagram(request)?;
+    let icmp = Icmpv4Repr::DstUnreachable {
+        reason: Icmpv4DstUnreachable::CommProhibited,
+        header: ip,
+        data,
+    };
+    Some(ETH_HEADER + IPV4_HEADER + icmp.buffer_len())
+}
+
+/// Writes, from `src` to the container, the ICMP "communication
+/// administratively prohibited" answer to the IPv4 frame `request`, which
+/// quotes its IP header and first 8 payload bytes (RFC 792), as a firewall
+/// that refuses it would.
+pub fn emit_prohibited(
+    buf: &mut [u8],
+    macs: (EthernetAddress, EthernetAddress),
+    src: Ipv4Addr,
+    request: &[u8],
+) {
+    let Some((quoted, data)) = original_datagram(request) else {
+        return;
+    };
+    let icmp = Icmpv4Repr::DstUnreachable {
+        reason: Icmpv4DstUnreachable::CommProhibited,
+        header: quoted,
+        data,
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: quoted.src_addr,
+        next_header: IpProtocol::Icmp,
+        payload_len: icmp.buffer_len(),
+        hop_limit: TTL,
+    };
+    let ip_buf = emit_headers(buf, macs, &ip);
+    icmp.emit(
+        &mut Icmpv4Packet::new_unchecked(ip_buf),
+        &ChecksumCapabilities::default(),
+    );
+}
+
+/// The IPv4 header and the first 8 payload bytes of an Ethernet frame.
+fn original_datagram(frame: &[u8]) -> Option<(Ipv4Repr, &[u8])> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    let repr = Ipv4Repr::parse(&ip, &ChecksumCapabilities::ignored()).ok()?;
+    let payload = ip.payload();
+    Some((repr, &payload[..payload.len().min(8)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::wire::Icmpv4Message;
+
+    #[test]
+    fn a_refused_echo_request_is_quoted_back_to_its_sender() {
+        let macs = (
+            EthernetAddress([2, 0, 0, 0, 0, 0x64]),
+            EthernetAddress([0x52, 0x55, 10, 0, 2, 2]),
+        );
+        let (container, far) = (Ipv4Addr::new(10, 0, 2, 100), Ipv4Addr::new(192, 0, 2, 9));
+        let mut request = vec![0; echo_frame_len(16)];
+        emit_echo_reply(&mut request, macs, (container, far), 7, 3, &[0xab; 16]);
+        let len = prohibited_frame_len(&request).unwrap();
+        let mut answer = vec![0; len];
+        let gateway = Ipv4Addr::new(10, 0, 2, 2);
+        emit_prohibited(&mut answer, (macs.1, macs.0), gateway, &request);
+
+        let eth = EthernetFrame::new_checked(&answer[..]).unwrap();
+        assert_eq!(eth.dst_addr(), macs.0);
+        let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (gateway, container));
+        let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum());
+        assert_eq!(
+            (icmp.msg_type(), icmp.msg_code()),
+            (Icmpv4Message::DstUnreachable, 13)
+        );
+        // smoltcp's parser wants the whole quoted datagram, so read the
+        // quote by hand: the request's IP header, then its echo header with
+        // the identifier and sequence number.
+        let quote = Ipv4Packet::new_unchecked(icmp.data());
+        assert_eq!((quote.src_addr(), quote.dst_addr()), (container, far));
+        assert_eq!(icmp.data().len(), 28);
+        assert_eq!(&icmp.data()[24..], &[0, 7, 0, 3][..]);
+    }
 }
