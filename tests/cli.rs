@@ -25,6 +25,8 @@ mod logs;
 mod misc;
 #[path = "cli/network.rs"]
 mod network;
+#[path = "cli/network_far.rs"]
+mod network_far;
 #[path = "cli/ps.rs"]
 mod ps;
 #[path = "cli/registry.rs"]

@@ -1,0 +1,63 @@
+//! The userspace network beyond the host's loopback (issue 5): ping of a
+//! host that is not the gateway, through the host's ICMP echo sockets.
+//!
+//! The "far host" is the network namespace `burrow-far` that
+//! `scripts/setup-host.sh` creates: 10.251.0.2 inside, 10.251.0.1 on the
+//! host's end of a veth pair. Traffic to it never leaves this machine.
+
+use std::path::Path;
+
+use crate::util::{Env, skip};
+
+const FAR_HOST: &str = "10.251.0.2";
+
+/// Whether the far host exists; else skips (or fails under must-run).
+fn far_host() -> Option<()> {
+    if Path::new("/sys/class/net/burrow-far0").exists() {
+        return Some(());
+    }
+    skip("no far host (the burrow-far0 veth of scripts/setup-host.sh, run as root)")
+}
+
+/// What `burrow info` says about ping for the test user: (available, detail).
+fn ping_support(env: &Env) -> (bool, String) {
+    let info: serde_json::Value =
+        serde_json::from_str(&env.ok(["info", "--format", "json"])).expect("info prints JSON");
+    let ping = &info["Network"]["Ping"];
+    (
+        ping["Available"].as_bool().expect("Network.Ping.Available"),
+        ping["Detail"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn ping_reaches_a_host_beyond_the_gateway() {
+    let env = setup!(Env::new());
+    setup!(far_host());
+    let (available, detail) = ping_support(&env);
+    let text = env.ok(["info"]);
+    assert!(text.contains(&detail), "info's text and JSON agree: {text}");
+    if !available {
+        assert!(detail.contains("ping_group_range"), "{detail}");
+        setup!(skip::<()>(&format!("the test user may not ping: {detail}")));
+    }
+    // busybox ping checks that each reply carries its own identifier and
+    // the sequence number it sent, so two replies prove both come back.
+    let out = env
+        .burrow(["run", "--rm", "busybox", "ping", "-c2", "-W3", FAR_HOST])
+        .success();
+    assert!(
+        out.stdout.contains("2 packets received"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("bytes from {FAR_HOST}: seq=1")),
+        "{}",
+        out.describe()
+    );
+    // The container's own network is not forwarded to the host.
+    let out = env.burrow(["run", "--rm", "busybox", "ping", "-c1", "-W1", "10.0.2.77"]);
+    assert_ne!(out.code, 0, "{}", out.describe());
+}
