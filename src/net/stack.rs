@@ -30,6 +30,8 @@ pub const MAX_TCP_FLOWS: usize = 4096;
 /// Each direction of each TCP connection buffers this much. smoltcp scales
 /// the window to it. The pages are touched only as data flows.
 const TCP_BUFFER: usize = 512 * 1024;
+/// Datagrams held while the container's MAC is being asked for.
+const MAX_HELD: usize = 16;
 
 /// A host socket the stack needs made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +103,8 @@ pub struct Stack {
     sockets: SocketSet<'static>,
     dev: Frames,
     container_mac: Option<EthernetAddress>,
+    /// Datagrams for the container that wait for its MAC (see [`Stack::hold`]).
+    held: Vec<Frame>,
     allow_host_loopback: bool,
     flows: HashMap<FlowKey, SocketHandle>,
     keys: HashMap<SocketHandle, FlowKey>,
@@ -126,6 +130,7 @@ impl Stack {
             sockets: SocketSet::new(Vec::new()),
             dev,
             container_mac: None,
+            held: Vec::new(),
             allow_host_loopback,
             flows: HashMap::new(),
             keys: HashMap::new(),
@@ -166,7 +171,12 @@ impl Stack {
         match inspected {
             Inspected::NotIpv4 {
                 ethertype: EthernetProtocol::Arp,
-            } => self.dev.push_rx(frame),
+            } => {
+                if let Some((mac, ip)) = wire::arp_sender(frame.data()) {
+                    self.learn(mac, ip);
+                }
+                self.dev.push_rx(frame);
+            }
             Inspected::NotIpv4 { .. } | Inspected::Other => self.dev.recycle(frame),
             Inspected::Tcp { src, dst, syn_only } => {
                 self.learn(src_mac, *src.ip());
@@ -211,6 +221,10 @@ impl Stack {
     fn learn(&mut self, mac: EthernetAddress, ip: Ipv4Addr) {
         if ip == CONTAINER_IP && mac.is_unicast() {
             self.container_mac = Some(mac);
+            for mut frame in std::mem::take(&mut self.held) {
+                wire::set_destination_mac(frame.data_mut(), mac);
+                self.dev.push_tx(frame);
+            }
         }
     }
 
@@ -333,9 +347,7 @@ impl Stack {
 
     /// Sends a datagram to the container's `port`, from `from`.
     pub fn udp_to_container(&mut self, from: SocketAddrV4, port: u16, payload: &[u8]) -> bool {
-        let Some(mac) = self.container_mac else {
-            return false;
-        };
+        let mac = self.container_mac.unwrap_or(EthernetAddress::BROADCAST);
         let len = wire::udp_frame_len(payload.len());
         let mut frame = self.dev.frame();
         if len > frame.buffer_mut().len() {
@@ -350,8 +362,27 @@ impl Stack {
             SocketAddrV4::new(CONTAINER_IP, port),
             payload,
         );
-        self.dev.push_tx(frame);
+        if self.container_mac.is_some() {
+            self.dev.push_tx(frame);
+        } else {
+            self.hold(frame);
+        }
         true
+    }
+
+    /// Keeps a frame for the container until its MAC is known, and asks
+    /// for it. A `-p` UDP datagram can be the first frame between the two
+    /// sides (a server that has not sent anything yet), and UDP does not go
+    /// through smoltcp, whose neighbour cache would have asked.
+    fn hold(&mut self, frame: Frame) {
+        if self.held.len() >= MAX_HELD {
+            return self.dev.recycle(frame);
+        }
+        self.held.push(frame);
+        let mut arp = self.dev.frame();
+        arp.set_len(wire::ARP_FRAME_LEN);
+        wire::emit_arp_request(arp.data_mut(), GATEWAY_MAC, GATEWAY_IP, CONTAINER_IP);
+        self.dev.push_tx(arp);
     }
 
     /// Sends an echo reply from `from` to the container.

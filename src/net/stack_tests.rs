@@ -392,3 +392,30 @@ fn malformed_frames_are_dropped() {
     pair.stack.poll(pair.now);
     assert!(pair.stack.pop_tx().is_none());
 }
+
+#[test]
+fn inbound_udp_reaches_a_container_that_has_sent_nothing_yet() {
+    let mut pair = Pair::new();
+    let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]);
+    let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]);
+    let h = pair.sockets.add(udp::Socket::new(rx, tx));
+    pair.sockets.get_mut::<udp::Socket>(h).bind(53).unwrap();
+    // The stack does not know the container's MAC: it asks by ARP and
+    // delivers the datagram once the container answered.
+    assert!(
+        pair.stack
+            .udp_to_container(v4("192.0.2.7:4000"), 53, b"hello")
+    );
+    pair.settle();
+    let mut buf = [0; 64];
+    let (n, meta) = pair
+        .sockets
+        .get_mut::<udp::Socket>(h)
+        .recv_slice(&mut buf)
+        .expect("the datagram arrived");
+    assert_eq!(&buf[..n], b"hello");
+    assert_eq!(
+        meta.endpoint,
+        IpEndpoint::new(Ipv4Address::new(192, 0, 2, 7).into(), 4000)
+    );
+}

@@ -7,9 +7,9 @@ use std::ops::Range;
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4DstUnreachable,
-    Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, UdpPacket,
-    UdpRepr,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol,
+    Ipv4Packet, Ipv4Repr, TcpPacket, UdpPacket, UdpRepr,
 };
 
 const ETH_HEADER: usize = 14;
@@ -246,6 +246,50 @@ fn original_datagram(frame: &[u8]) -> Option<(Ipv4Repr, &[u8])> {
     Some((repr, &payload[..payload.len().min(8)]))
 }
 
+/// Length of an ARP frame for IPv4 over Ethernet.
+pub const ARP_FRAME_LEN: usize = ETH_HEADER + 28;
+
+/// The sender of an ARP frame (request or reply): its MAC and address.
+pub fn arp_sender(frame: &[u8]) -> Option<(EthernetAddress, Ipv4Addr)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let arp = ArpPacket::new_checked(eth.payload()).ok()?;
+    match ArpRepr::parse(&arp).ok()? {
+        ArpRepr::EthernetIpv4 {
+            source_hardware_addr,
+            source_protocol_addr,
+            ..
+        } => Some((source_hardware_addr, source_protocol_addr)),
+        _ => None,
+    }
+}
+
+/// Writes a broadcast "who has `target`? tell `src`" into `buf` (exactly
+/// [`ARP_FRAME_LEN`] bytes).
+pub fn emit_arp_request(buf: &mut [u8], src_mac: EthernetAddress, src: Ipv4Addr, target: Ipv4Addr) {
+    let mut eth = EthernetFrame::new_unchecked(&mut *buf);
+    EthernetRepr {
+        src_addr: src_mac,
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    }
+    .emit(&mut eth);
+    ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: src_mac,
+        source_protocol_addr: src,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    }
+    .emit(&mut ArpPacket::new_unchecked(&mut buf[ETH_HEADER..]));
+}
+
+/// Sets the destination MAC of a frame written before it was known.
+pub fn set_destination_mac(frame: &mut [u8], mac: EthernetAddress) {
+    if frame.len() >= ETH_HEADER {
+        EthernetFrame::new_unchecked(frame).set_dst_addr(mac);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +327,18 @@ mod tests {
         assert_eq!((quote.src_addr(), quote.dst_addr()), (container, far));
         assert_eq!(icmp.data().len(), 28);
         assert_eq!(&icmp.data()[24..], &[0, 7, 0, 3][..]);
+    }
+
+    #[test]
+    fn an_arp_request_names_its_sender() {
+        let mac = EthernetAddress([0x52, 0x55, 10, 0, 2, 2]);
+        let mut frame = vec![0; ARP_FRAME_LEN];
+        let (gateway, container) = (Ipv4Addr::new(10, 0, 2, 2), Ipv4Addr::new(10, 0, 2, 100));
+        emit_arp_request(&mut frame, mac, gateway, container);
+        assert_eq!(arp_sender(&frame), Some((mac, gateway)));
+        let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+        assert_eq!(eth.dst_addr(), EthernetAddress::BROADCAST);
+        let arp = ArpPacket::new_checked(eth.payload()).unwrap();
+        assert_eq!(arp.target_protocol_addr(), &container.octets()[..]);
     }
 }
