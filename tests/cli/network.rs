@@ -300,6 +300,78 @@ fn udp_from_the_container_and_back() {
     assert!(out.stdout.contains("udp says hi"), "{}", out.describe());
 }
 
+/// A UDP echo server in Python: each datagram comes back prefixed with
+/// the address the container saw it from.
+const UDP_ECHO: &str = r#"import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 53))
+print("listening", flush=True)
+while True:
+    data, peer = s.recvfrom(65535)
+    s.sendto(("%s:%d " % peer).encode() + data, peer)
+"#;
+
+/// Sends `payload` from `client` to `to` until an answer comes (the server
+/// may still be starting); the answer.
+fn udp_ask(client: &UdpSocket, to: (IpAddr, u16), payload: &[u8]) -> String {
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let deadline = Instant::now() + secs(30);
+    let mut buf = [0u8; 2048];
+    loop {
+        client.send_to(payload, to).unwrap();
+        if let Ok((n, _)) = client.recv_from(&mut buf) {
+            return String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+        assert!(Instant::now() < deadline, "no UDP answer from {to:?}");
+    }
+}
+
+#[test]
+fn inbound_udp_through_publish_is_answered_and_sees_the_client() {
+    let Some(rootfs) = crate::webapp::debian_python() else {
+        return;
+    };
+    let env = setup!(Env::new());
+    env.spawn([
+        "import".as_ref(),
+        rootfs.as_os_str(),
+        "debian-python".as_ref(),
+    ])
+    .finish(secs(180))
+    .success();
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.run_detached([
+        "--name",
+        "echo",
+        "-p",
+        &format!("127.0.0.1:{port}:53/udp"),
+        "debian-python",
+        "python3",
+        "-c",
+        UDP_ECHO,
+    ]);
+    let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let client_port = client.local_addr().unwrap().port();
+    let answer = udp_ask(&client, (loopback, port), b"hello");
+    // A loopback client is shown as the gateway, with its own port.
+    assert_eq!(answer, format!("10.0.2.2:{client_port} hello"));
+    // A client from another address of this host is shown as itself.
+    if let Some(ip) = host_address() {
+        let client = UdpSocket::bind((ip, 0)).unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        let answer = udp_ask(&client, (loopback, port), b"again");
+        assert_eq!(answer, format!("{ip}:{client_port} again"));
+    }
+    env.ok(["rm", "-f", "echo"]);
+}
+
 #[test]
 fn two_hundred_concurrent_connections() {
     let env = setup!(Env::new());
