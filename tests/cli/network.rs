@@ -119,6 +119,13 @@ fn publish_reaches_a_web_server_and_the_container_sees_the_client() {
         ports.contains(&format!("80/tcp -> 0.0.0.0:{port}")),
         "{ports}"
     );
+    // As Docker does, the port is published on the host's IPv6 addresses
+    // too, where it has IPv6: a client of [::1] reaches the container.
+    if TcpListener::bind("[::1]:0").is_ok() {
+        assert!(ports.contains(&format!("80/tcp -> [::]:{port}")), "{ports}");
+        let reply = wait_http("::1".parse().unwrap(), port);
+        assert!(reply.contains("Hello from a rootless burrow container."));
+    }
     // A loopback client is shown as the gateway (the container's kernel
     // would drop a 127.0.0.1 source); any other client as itself.
     let mut expect = vec!["10.0.2.2".to_string()];
