@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant as StdInstant};
 
@@ -86,9 +86,9 @@ struct TcpFlow {
 
 struct UdpFlow {
     socket: UdpSocket,
-    key: (u16, SocketAddrV4),
+    key: (u16, SocketAddr),
     /// Replies reach the container from here (the destination it used).
-    nat_src: SocketAddrV4,
+    nat_src: SocketAddr,
     last_active: StdInstant,
     idle: Duration,
 }
@@ -116,9 +116,9 @@ pub struct EventLoop {
     flows: Vec<Option<Flow>>,
     free: Vec<usize>,
     pending: HashMap<u64, usize>,
-    udp_out: HashMap<(u16, SocketAddrV4), usize>,
+    udp_out: HashMap<(u16, SocketAddr), usize>,
     /// (container port, client as the container sees it) → client.
-    udp_in: HashMap<(u16, SocketAddrV4), InboundUdp>,
+    udp_in: HashMap<(u16, SocketAddr), InboundUdp>,
     pinger: Pinger,
     tap_readable: bool,
     datagram: Vec<u8>,
@@ -513,8 +513,8 @@ impl EventLoop {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
-            let seen = SocketAddrV4::new(
-                stack::visible_source(client.ip(), !self.cfg.keep_gateway_source),
+            let seen = SocketAddr::new(
+                stack::visible_source(client.ip(), !self.cfg.keep_gateway_source).into(),
                 client.port(),
             );
             if self.udp_in.len() < MAX_UDP_FLOWS || self.udp_in.contains_key(&(port, seen)) {
@@ -562,7 +562,7 @@ impl EventLoop {
                 seq,
                 data,
             } => {
-                let dst = IpAddr::V4(*dst);
+                let dst = *dst;
                 if icmp::forwardable(dst) {
                     let data = &dgram.frame.data()[data.clone()];
                     let registry = self.poll.registry();
@@ -584,14 +584,12 @@ impl EventLoop {
         };
         let stack = &mut self.stack;
         self.pinger.receive(slot, |reply| {
-            if let IpAddr::V4(from) = reply.from {
-                stack.echo_reply(from, reply.ident, reply.seq, reply.data);
-            }
+            stack.echo_reply(reply.from, reply.ident, reply.seq, reply.data);
         });
     }
 
-    fn udp_out(&mut self, src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) {
-        if *src.ip() != stack::CONTAINER_IP {
+    fn udp_out(&mut self, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        if src.ip() != stack::CONTAINER_IP && src.ip() != stack::CONTAINER_IP6 {
             return;
         }
         // A reply to a -p client?
@@ -616,7 +614,7 @@ impl EventLoop {
         }
     }
 
-    fn open_udp(&mut self, key: (u16, SocketAddrV4)) -> Option<usize> {
+    fn open_udp(&mut self, key: (u16, SocketAddr)) -> Option<usize> {
         if self.udp_out.len() >= MAX_UDP_FLOWS {
             return None;
         }
@@ -628,7 +626,7 @@ impl EventLoop {
         };
         let socket = UdpSocket::bind(SocketAddr::new(any, 0)).ok()?;
         socket.connect(to).ok()?;
-        let idle = if *key.1.ip() == stack::DNS_IP {
+        let idle = if key.1.ip() == stack::DNS_IP || key.1.ip() == stack::DNS_IP6 {
             DNS_IDLE
         } else {
             UDP_IDLE

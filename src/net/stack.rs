@@ -5,7 +5,7 @@
 //! an [`Event`] (TCP) or returned as a [`Datagram`] (UDP, echo).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -23,6 +23,10 @@ pub const DEFAULT_MTU: usize = 65520;
 pub const CONTAINER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
 pub const GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 pub const DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+/// The same roles over IPv6, on fd00::/64.
+pub const CONTAINER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+pub const GATEWAY_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+pub const DNS_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3);
 /// The gateway's MAC, as slirp4netns's (52:55 + the address).
 pub const GATEWAY_MAC: EthernetAddress = EthernetAddress([0x52, 0x55, 10, 0, 2, 2]);
 /// At most this many TCP connections at once (pending ones included).
@@ -52,12 +56,12 @@ pub struct Datagram {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatagramKind {
     Udp {
-        src: SocketAddrV4,
-        dst: SocketAddrV4,
+        src: SocketAddr,
+        dst: SocketAddr,
         payload: Range<usize>,
     },
     Echo {
-        dst: Ipv4Addr,
+        dst: IpAddr,
         ident: u16,
         seq: u16,
         data: Range<usize>,
@@ -68,34 +72,54 @@ pub enum DatagramKind {
 #[derive(Debug)]
 struct Pending {
     frame: Frame,
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
+    local: SocketAddr,
+    remote: SocketAddr,
 }
 
 /// (container-side endpoint, our endpoint) of a TCP connection.
-type FlowKey = (SocketAddrV4, SocketAddrV4);
+type FlowKey = (SocketAddr, SocketAddr);
 
-/// Where a container's outbound connection or datagram really goes.
+/// Where a container's outbound connection or datagram really goes: the
+/// gateway is the host's loopback (of the same family), the DNS address the
+/// host's resolver, the container's own network nowhere, the rest itself.
 pub fn nat_destination(
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     allow_host_loopback: bool,
     dns: Option<SocketAddr>,
     udp: bool,
 ) -> Option<SocketAddr> {
-    let ip = *dst.ip();
-    if ip == GATEWAY_IP {
-        return allow_host_loopback
-            .then(|| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), dst.port()));
+    let ip = dst.ip();
+    if ip == GATEWAY_IP || ip == GATEWAY_IP6 {
+        let loopback = match ip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        };
+        return allow_host_loopback.then_some(SocketAddr::new(loopback, dst.port()));
     }
-    if ip == DNS_IP {
+    if ip == DNS_IP || ip == DNS_IP6 {
         return (udp && dst.port() == 53).then_some(dns).flatten();
     }
-    let internal = ip.octets()[..3] == [10, 0, 2];
-    if internal || ip.is_broadcast() || ip.is_multicast() || ip.is_unspecified() || ip.is_loopback()
-    {
-        return None;
-    }
-    Some(SocketAddr::V4(dst))
+    let outside = match ip {
+        IpAddr::V4(ip) => {
+            ip.octets()[..3] != [10, 0, 2]
+                && !(ip.is_broadcast()
+                    || ip.is_multicast()
+                    || ip.is_unspecified()
+                    || ip.is_loopback())
+        }
+        IpAddr::V6(ip) => {
+            ip.segments()[..4] != [0xfd00, 0, 0, 0]
+                && (ip.segments()[0] & 0xffc0) != 0xfe80
+                && !(ip.is_multicast() || ip.is_unspecified() || ip.is_loopback())
+                && ip.to_ipv4_mapped().is_none()
+        }
+    };
+    outside.then_some(dst)
+}
+
+/// Whether `ip` is the container's own address (of either family).
+fn is_container(ip: IpAddr) -> bool {
+    ip == CONTAINER_IP || ip == CONTAINER_IP6
 }
 
 pub struct Stack {
@@ -122,6 +146,7 @@ impl Stack {
         let mut iface = Interface::new(config, &mut dev, now);
         iface.update_ip_addrs(|addrs| {
             let _ = addrs.push(IpCidr::new(GATEWAY_IP.into(), 24));
+            let _ = addrs.push(IpCidr::new(GATEWAY_IP6.into(), 64));
         });
         // Accept packets for every address: each one is a NAT destination.
         iface.set_any_ip(true);
@@ -173,17 +198,21 @@ impl Stack {
                 ethertype: EthernetProtocol::Arp,
             } => {
                 if let Some((mac, ip)) = wire::arp_sender(frame.data()) {
-                    self.learn(mac, ip);
+                    self.learn(mac, ip.into());
                 }
+                self.dev.push_rx(frame);
+            }
+            Inspected::Ndp { src } => {
+                self.learn(src_mac, src.into());
                 self.dev.push_rx(frame);
             }
             Inspected::NotIpv4 { .. } | Inspected::Other => self.dev.recycle(frame),
             Inspected::Tcp { src, dst, syn_only } => {
-                self.learn(src_mac, *src.ip());
+                self.learn(src_mac, src.ip());
                 self.tcp_ingress(frame, src, dst, syn_only);
             }
             Inspected::Udp { src, dst, payload } => {
-                self.learn(src_mac, *src.ip());
+                self.learn(src_mac, src.ip());
                 return Some(Datagram {
                     frame,
                     kind: DatagramKind::Udp { src, dst, payload },
@@ -197,7 +226,14 @@ impl Stack {
                 data,
             } => {
                 self.learn(src_mac, src);
-                if dst == GATEWAY_IP || dst == DNS_IP {
+                if [
+                    GATEWAY_IP.into(),
+                    DNS_IP.into(),
+                    GATEWAY_IP6.into(),
+                    DNS_IP6.into(),
+                ]
+                .contains(&dst)
+                {
                     let payload = frame.data()[data].to_vec();
                     self.echo_reply(dst, ident, seq, &payload);
                     self.dev.recycle(frame);
@@ -218,8 +254,8 @@ impl Stack {
     }
 
     /// The container's MAC is that of its frames from its own address.
-    fn learn(&mut self, mac: EthernetAddress, ip: Ipv4Addr) {
-        if ip == CONTAINER_IP && mac.is_unicast() {
+    fn learn(&mut self, mac: EthernetAddress, ip: IpAddr) {
+        if is_container(ip) && mac.is_unicast() {
             self.container_mac = Some(mac);
             for mut frame in std::mem::take(&mut self.held) {
                 wire::set_destination_mac(frame.data_mut(), mac);
@@ -228,7 +264,7 @@ impl Stack {
         }
     }
 
-    fn tcp_ingress(&mut self, frame: Frame, src: SocketAddrV4, dst: SocketAddrV4, syn_only: bool) {
+    fn tcp_ingress(&mut self, frame: Frame, src: SocketAddr, dst: SocketAddr, syn_only: bool) {
         let key = (src, dst);
         if !syn_only || self.flows.contains_key(&key) {
             return self.dev.push_rx(frame);
@@ -239,7 +275,7 @@ impl Stack {
         }
         let target = nat_destination(dst, self.allow_host_loopback, None, false);
         match target {
-            Some(to) if *src.ip() == CONTAINER_IP && self.tcp_flow_count() < MAX_TCP_FLOWS => {
+            Some(to) if is_container(src.ip()) && self.tcp_flow_count() < MAX_TCP_FLOWS => {
                 let id = self.next_id;
                 self.next_id += 1;
                 self.pending.insert(
@@ -295,11 +331,9 @@ impl Stack {
         if self.tcp_flow_count() >= MAX_TCP_FLOWS {
             return None;
         }
-        let remote = SocketAddrV4::new(CONTAINER_IP, port);
-        let mut local = SocketAddrV4::new(
-            visible_source(client.ip(), real_source),
-            client.port().max(1),
-        );
+        let remote = SocketAddr::new(CONTAINER_IP.into(), port);
+        let source = visible_source(client.ip(), real_source);
+        let mut local = SocketAddr::new(source.into(), client.port().max(1));
         // Two clients may look alike once mapped (127.0.0.1 and 127.0.0.2
         // are both the gateway): pick another port then.
         let mut tries = 0u32;
@@ -345,10 +379,11 @@ impl Stack {
         self.sockets.get_mut::<tcp::Socket>(handle)
     }
 
-    /// Sends a datagram to the container's `port`, from `from`.
-    pub fn udp_to_container(&mut self, from: SocketAddrV4, port: u16, payload: &[u8]) -> bool {
+    /// Sends a datagram to the container's `port`, from `from` (to its
+    /// address of that family).
+    pub fn udp_to_container(&mut self, from: SocketAddr, port: u16, payload: &[u8]) -> bool {
         let mac = self.container_mac.unwrap_or(EthernetAddress::BROADCAST);
-        let len = wire::udp_frame_len(payload.len());
+        let len = wire::udp_frame_len(from.ip(), payload.len());
         let mut frame = self.dev.frame();
         if len > frame.buffer_mut().len() {
             self.dev.recycle(frame);
@@ -359,7 +394,7 @@ impl Stack {
             frame.data_mut(),
             (GATEWAY_MAC, mac),
             from,
-            SocketAddrV4::new(CONTAINER_IP, port),
+            SocketAddr::new(container_address(from.ip()), port),
             payload,
         );
         if self.container_mac.is_some() {
@@ -386,12 +421,12 @@ impl Stack {
     }
 
     /// Sends an echo reply from `from` to the container.
-    pub fn echo_reply(&mut self, from: Ipv4Addr, ident: u16, seq: u16, data: &[u8]) {
+    pub fn echo_reply(&mut self, from: IpAddr, ident: u16, seq: u16, data: &[u8]) {
         let Some(mac) = self.container_mac else {
             return;
         };
         let mut frame = self.dev.frame();
-        let len = wire::echo_frame_len(data.len());
+        let len = wire::echo_frame_len(from, data.len());
         if len > frame.buffer_mut().len() {
             return self.dev.recycle(frame);
         }
@@ -399,7 +434,7 @@ impl Stack {
         wire::emit_echo_reply(
             frame.data_mut(),
             (GATEWAY_MAC, mac),
-            (from, CONTAINER_IP),
+            (from, container_address(from)),
             ident,
             seq,
             data,
@@ -455,8 +490,10 @@ impl Stack {
 }
 
 /// The address the container sees for a `-p` client: the real one, except
-/// that loopback and IPv6 clients (which the container's kernel would drop
-/// or cannot route) are shown as the gateway, which stands for the host.
+/// that loopback and IPv6 clients (which the container's kernel would drop,
+/// or which a server listening on 0.0.0.0 only would not take) are shown as
+/// the gateway, which stands for the host: `-p` always reaches the
+/// container over IPv4, as Docker's proxy does.
 pub fn visible_source(client: IpAddr, real_source: bool) -> Ipv4Addr {
     let v4 = match client {
         IpAddr::V4(v4) => Some(v4),
@@ -475,8 +512,16 @@ pub fn visible_source(client: IpAddr, real_source: bool) -> Ipv4Addr {
     }
 }
 
-fn endpoint(addr: SocketAddrV4) -> IpEndpoint {
-    IpEndpoint::new((*addr.ip()).into(), addr.port())
+/// The container's address of the family of `peer`.
+fn container_address(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(_) => CONTAINER_IP.into(),
+        IpAddr::V6(_) => CONTAINER_IP6.into(),
+    }
+}
+
+fn endpoint(addr: SocketAddr) -> IpEndpoint {
+    IpEndpoint::new(addr.ip().into(), addr.port())
 }
 
 fn new_tcp_socket() -> tcp::Socket<'static> {

@@ -96,7 +96,7 @@ impl Pair {
     }
 }
 
-fn v4(text: &str) -> SocketAddrV4 {
+fn v4(text: &str) -> SocketAddr {
     text.parse().unwrap()
 }
 
