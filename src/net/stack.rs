@@ -147,6 +147,10 @@ impl Stack {
         iface.update_ip_addrs(|addrs| {
             let _ = addrs.push(IpCidr::new(GATEWAY_IP.into(), 24));
             let _ = addrs.push(IpCidr::new(GATEWAY_IP6.into(), 64));
+            // fd00::3 is on the container's link, so it is asked for by
+            // neighbour solicitation, which smoltcp answers only for its own
+            // addresses (10.0.2.3 needs no such entry: any_ip answers ARP).
+            let _ = addrs.push(IpCidr::new(DNS_IP6.into(), 64));
         });
         // Accept packets for every address: each one is a NAT destination.
         iface.set_any_ip(true);
