@@ -27,6 +27,8 @@ mod misc;
 mod network;
 #[path = "cli/network_far.rs"]
 mod network_far;
+#[path = "cli/network_ipv6.rs"]
+mod network_ipv6;
 #[path = "cli/ps.rs"]
 mod ps;
 #[path = "cli/registry.rs"]

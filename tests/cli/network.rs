@@ -281,6 +281,20 @@ fn dns_through_10_0_2_3_reaches_the_hosts_resolver() {
         .success();
     assert!(out.stdout.contains("10.0.2.3"), "{}", out.describe());
     assert!(out.stdout.contains("192.0.2.42"), "{}", out.describe());
+    // fd00::3 is the same resolver over IPv6, where the host has IPv6.
+    if TcpListener::bind("[::1]:0").is_ok() {
+        let out = env
+            .burrow([
+                "run",
+                "--rm",
+                "busybox",
+                "nslookup",
+                "example.internal",
+                "fd00::3",
+            ])
+            .success();
+        assert!(out.stdout.contains("192.0.2.42"), "{}", out.describe());
+    }
 }
 
 #[test]

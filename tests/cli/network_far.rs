@@ -1,15 +1,18 @@
 //! The userspace network beyond the host's loopback (issue 5): ping of a
-//! host that is not the gateway, through the host's ICMP echo sockets.
+//! host that is not the gateway, through the host's ICMP echo sockets, over
+//! IPv4 and IPv6.
 //!
 //! The "far host" is the network namespace `burrow-far` that
-//! `scripts/setup-host.sh` creates: 10.251.0.2 inside, 10.251.0.1 on the
-//! host's end of a veth pair. Traffic to it never leaves this machine.
+//! `scripts/setup-host.sh` creates: 10.251.0.2 and fd51::2 inside,
+//! 10.251.0.1 and fd51::1 on the host's end of a veth pair. Traffic to it never leaves this machine.
 
+use std::net::UdpSocket;
 use std::path::Path;
 
 use crate::util::{Env, skip};
 
 const FAR_HOST: &str = "10.251.0.2";
+const FAR_HOST6: &str = "fd51::2";
 
 /// Whether the far host exists; else skips (or fails under must-run).
 fn far_host() -> Option<()> {
@@ -57,6 +60,18 @@ fn ping_reaches_a_host_beyond_the_gateway() {
         "{}",
         out.describe()
     );
+    // Over IPv6 too, where the far host has its IPv6 address (fd51::2).
+    if UdpSocket::bind("[fd51::1]:0").is_ok() {
+        let out = env
+            .burrow(["run", "--rm", "busybox", "ping", "-c2", "-W3", FAR_HOST6])
+            .success();
+        assert!(
+            out.stdout
+                .contains(&format!("bytes from {FAR_HOST6}: seq=1")),
+            "{}",
+            out.describe()
+        );
+    }
     // The container's own network is not forwarded to the host.
     let out = env.burrow(["run", "--rm", "busybox", "ping", "-c1", "-W1", "10.0.2.77"]);
     assert_ne!(out.code, 0, "{}", out.describe());
