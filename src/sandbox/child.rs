@@ -199,7 +199,8 @@ fn make_tap(tap: &TapPlan, tx: OwnedFd) -> Result<(), SandboxError> {
 }
 
 /// Gives the TAP its IPv6 address and default route, where the kernel has
-/// IPv6 (a kernel without it leaves the container IPv4-only).
+/// IPv6 (a kernel without it, or with it turned off, leaves the container
+/// IPv4-only).
 fn configure_ipv6(
     name: &str,
     address: std::net::Ipv6Addr,
@@ -211,7 +212,11 @@ fn configure_ipv6(
         move |source: std::io::Error| SandboxError::Setup { step: what, source }
     };
     let conf = Path::new("/proc/sys/net/ipv6/conf").join(name);
-    if !conf.exists() {
+    let disabled = std::fs::read_to_string(conf.join("disable_ipv6"))
+        .map(|v| v.trim() != "0")
+        .unwrap_or(true);
+    if disabled {
+        // No IPv6 in this kernel, or turned off (net.ipv6.conf.default).
         return Ok(());
     }
     // No duplicate address detection: the address is the only one on this
