@@ -367,11 +367,20 @@ fn inbound_udp_through_publish_is_answered_and_sees_the_client() {
         .local_addr()
         .unwrap()
         .port();
+    // A second mapping on every address, so on [::] too where the host has
+    // IPv6 (a dual-stack probe finds a port free in both families).
+    let v6 = UdpSocket::bind("[::1]:0").is_ok();
+    let any_port = match UdpSocket::bind(if v6 { "[::]:0" } else { "0.0.0.0:0" }) {
+        Ok(probe) => probe.local_addr().unwrap().port(),
+        Err(e) => panic!("no free UDP port: {e}"),
+    };
     env.run_detached([
         "--name",
         "echo",
         "-p",
         &format!("127.0.0.1:{port}:53/udp"),
+        "-p",
+        &format!("{any_port}:53/udp"),
         "debian-python",
         "python3",
         "-c",
@@ -389,6 +398,14 @@ fn inbound_udp_through_publish_is_answered_and_sees_the_client() {
         let client_port = client.local_addr().unwrap().port();
         let answer = udp_ask(&client, (loopback, port), b"again");
         assert_eq!(answer, format!("{ip}:{client_port} again"));
+    }
+    // An IPv6 client of the [::] socket enters over IPv4, as the gateway.
+    if v6 {
+        let client = UdpSocket::bind("[::1]:0").unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        let ip6: IpAddr = "::1".parse().unwrap();
+        let answer = udp_ask(&client, (ip6, any_port), b"six");
+        assert_eq!(answer, format!("10.0.2.2:{client_port} six"));
     }
     env.ok(["rm", "-f", "echo"]);
 }
