@@ -26,7 +26,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::State;
 use smoltcp::time::Instant;
 
-use super::icmp::{self, Outcome, Pinger};
+use super::icmp::{Outcome, Pinger};
 use super::publish::HostSocket;
 use super::stack::{self, Datagram, DatagramKind, Event, Stack};
 use super::{BoundPorts, NetConfig, NetError, PortMapping};
@@ -563,7 +563,9 @@ impl EventLoop {
                 data,
             } => {
                 let dst = *dst;
-                if icmp::forwardable(dst) {
+                // Only outside addresses; the gateway's pings never get here.
+                let outside = stack::nat_destination((dst, 0).into(), false, None, false);
+                if outside.is_some() {
                     let data = &dgram.frame.data()[data.clone()];
                     let registry = self.poll.registry();
                     if self.pinger.send(registry, dst, *ident, *seq, data) == Outcome::Denied {

@@ -274,56 +274,10 @@ pub fn probe() -> PingSupport {
     }
 }
 
-/// The addresses a container may ping through the host: none of its own
-/// network's, no loopback, broadcast or multicast.
-pub fn forwardable(dst: IpAddr) -> bool {
-    match dst {
-        IpAddr::V4(ip) => {
-            ip.octets()[..3] != [10, 0, 2]
-                && !(ip.is_loopback()
-                    || ip.is_broadcast()
-                    || ip.is_multicast()
-                    || ip.is_unspecified())
-        }
-        IpAddr::V6(ip) => {
-            !(ip.is_loopback() || ip.is_multicast() || ip.is_unspecified())
-                && ip.segments()[..4] != [0xfd00, 0, 0, 0]
-                && (ip.segments()[0] & 0xffc0) != 0xfe80
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
-
-    #[test]
-    fn only_outside_addresses_are_forwarded() {
-        for ok in [
-            "10.251.0.2",
-            "192.0.2.1",
-            "10.0.3.1",
-            "fd51::2",
-            "2001:db8::1",
-        ] {
-            assert!(forwardable(ok.parse().unwrap()), "{ok}");
-        }
-        for no in [
-            "10.0.2.100",
-            "10.0.2.9",
-            "127.0.0.1",
-            "255.255.255.255",
-            "224.0.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::100",
-            "fe80::1",
-            "ff02::1",
-        ] {
-            assert!(!forwardable(no.parse().unwrap()), "{no}");
-        }
-    }
 
     /// Runs only where the sysctl lets this user ping: a real echo to the
     /// host's own loopback (the container may not ask for that one, but the

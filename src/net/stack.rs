@@ -198,7 +198,7 @@ impl Stack {
             return None;
         };
         match inspected {
-            Inspected::NotIpv4 {
+            Inspected::NotIp {
                 ethertype: EthernetProtocol::Arp,
             } => {
                 if let Some((mac, ip)) = wire::arp_sender(frame.data()) {
@@ -210,7 +210,7 @@ impl Stack {
                 self.learn(src_mac, src.into());
                 self.dev.push_rx(frame);
             }
-            Inspected::NotIpv4 { .. } | Inspected::Other => self.dev.recycle(frame),
+            Inspected::NotIp { .. } | Inspected::Other => self.dev.recycle(frame),
             Inspected::Tcp { src, dst, syn_only } => {
                 self.learn(src_mac, src.ip());
                 self.tcp_ingress(frame, src, dst, syn_only);

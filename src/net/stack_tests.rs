@@ -489,8 +489,29 @@ fn ipv6_gateway_and_resolver_are_the_hosts() {
             "{inside}"
         );
     }
-    assert_eq!(
-        nat_destination(v4("[fd51::2]:80"), true, None, false),
-        Some(v4("[fd51::2]:80"))
-    );
+    for outside in [
+        "[fd51::2]:80",
+        "[2001:db8::1]:0",
+        "10.251.0.2:0",
+        "10.0.3.1:0",
+    ] {
+        assert_eq!(
+            nat_destination(v4(outside), false, None, false),
+            Some(v4(outside)),
+            "{outside}"
+        );
+    }
+    for inside in [
+        "10.0.2.77:0",
+        "255.255.255.255:0",
+        "224.0.0.1:0",
+        "0.0.0.0:0",
+        "[::]:0",
+    ] {
+        assert_eq!(
+            nat_destination(v4(inside), true, None, false),
+            None,
+            "{inside}"
+        );
+    }
 }

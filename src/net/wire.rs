@@ -26,7 +26,7 @@ const TTL: u8 = 64;
 pub enum Inspected {
     /// Neither IPv4 nor IPv6 (ARP goes to smoltcp; others are dropped by
     /// the caller).
-    NotIpv4 {
+    NotIp {
         ethertype: EthernetProtocol,
     },
     /// IPv6 neighbour discovery, which smoltcp answers.
@@ -60,7 +60,7 @@ pub fn inspect(frame: &[u8]) -> Option<(EthernetAddress, Inspected)> {
     let inspected = match eth.ethertype() {
         EthernetProtocol::Ipv4 => inspect_v4(eth.payload())?,
         EthernetProtocol::Ipv6 => inspect_v6(eth.payload())?,
-        ethertype => Inspected::NotIpv4 { ethertype },
+        ethertype => Inspected::NotIp { ethertype },
     };
     Some((src_mac, inspected))
 }
