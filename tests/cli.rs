@@ -27,6 +27,10 @@ mod logs;
 mod misc;
 #[path = "cli/network.rs"]
 mod network;
+#[path = "cli/network_far.rs"]
+mod network_far;
+#[path = "cli/network_ipv6.rs"]
+mod network_ipv6;
 #[path = "cli/owners.rs"]
 mod owners;
 #[path = "cli/ps.rs"]
