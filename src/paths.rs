@@ -134,11 +134,17 @@ fn write_replacing(path: &Path, contents: &[u8], durable: bool) -> std::io::Resu
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(contents)?;
-    if durable {
-        f.sync_data()?;
+    let written = fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(contents)?;
+        if durable {
+            f.sync_data()?;
+        }
+        Ok(())
+    });
+    // A full disk fails the write: leave no half-written temporary behind.
+    let result = written.and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    drop(f);
-    fs::rename(&tmp, path)
+    result
 }
