@@ -161,6 +161,13 @@ fn unpack_in_helper(input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacke
         .wait_with_output()
         .map_err(|e| helper_err(e.to_string()))?;
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    // Input that fails (a download or copy that hit a full disk) cuts the
+    // helper's stream short, and its "failed to write entire file" would
+    // hide the cause; a broken pipe is the helper's doing, said below.
+    let copied = match copied {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(LayerError::Read(e)),
+        other => other,
+    };
     if !out.status.success() {
         let detail = stderr
             .strip_prefix("burrow: ")
