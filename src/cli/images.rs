@@ -92,7 +92,11 @@ pub fn import(dirs: &Dirs, a: ImportArgs) -> Result<i32> {
         message: a.message,
         source: a.file,
     };
-    let imported = Store::open(dirs)?.import(input, &options)?;
+    let what = format!("cannot import {}", options.source);
+    let imported = Store::open(dirs)
+        .map_err(anyhow::Error::from)
+        .and_then(|store| Ok(store.import(input, &options)?))
+        .map_err(|e| super::disk_full(e, &what, dirs))?;
     if imported.skipped_devices > 0 {
         eprintln!(
             "warning: skipped {} device nodes: creating them needs privileges; containers get /dev from the runtime",
