@@ -92,7 +92,10 @@ pub fn import(dirs: &Dirs, a: ImportArgs) -> Result<i32> {
         message: a.message,
         source: a.file,
     };
-    let what = format!("cannot import {}", options.source);
+    let what = match options.source.as_str() {
+        "-" => "cannot import from standard input".to_string(),
+        file => format!("cannot import {file}"),
+    };
     let imported = Store::open(dirs)
         .map_err(anyhow::Error::from)
         .and_then(|store| Ok(store.import(input, &options)?))

@@ -155,7 +155,7 @@ fn unpack_in_helper(input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacke
         .spawn()
         .map_err(|e| helper_err(format!("cannot start {}: {e}", exe.display())))?;
     let mut stdin = child.stdin.take().expect("piped stdin");
-    let copied = io::copy(&mut tar, &mut stdin);
+    let copied = without_sigpipe(|| io::copy(&mut tar, &mut stdin));
     drop(stdin);
     let out = child
         .wait_with_output()
@@ -187,6 +187,31 @@ fn unpack_in_helper(input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacke
         skipped_devices: stats.skipped_devices,
         newest_mtime: stats.newest_mtime,
     })
+}
+
+/// Runs `write` with SIGPIPE blocked on this thread, so that a helper that
+/// died (a full disk) makes the write fail with EPIPE, reported with the
+/// helper's reason, instead of killing burrow with the SIGPIPE the CLI keeps
+/// fatal for its own stdout. The failed write leaves that SIGPIPE pending on
+/// this thread; it is taken before the mask is restored.
+fn without_sigpipe<T>(write: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut pipe = SigSet::empty();
+    pipe.add(Signal::SIGPIPE);
+    let old = pipe.thread_swap_mask(SigmaskHow::SIG_BLOCK);
+    let result = write();
+    let was_blocked = old.as_ref().map_or(true, |o| o.contains(Signal::SIGPIPE));
+    if !was_blocked
+        && result
+            .as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::EPIPE))
+    {
+        let _ = pipe.wait();
+    }
+    if let Ok(old) = old {
+        let _ = old.thread_set_mask();
+    }
+    result
 }
 
 #[derive(serde::Deserialize)]

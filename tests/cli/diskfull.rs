@@ -239,6 +239,45 @@ fn a_load_bigger_than_the_disk_fails_clearly_and_leaves_the_store_as_it_was() {
 }
 
 #[test]
+fn an_import_bigger_than_the_disk_fails_clearly_and_leaves_the_store_as_it_was() {
+    let Some(_turn) = small_fs() else {
+        return;
+    };
+    let env = setup!(small_env());
+    // A rootfs of one file of random bytes, on the big disk.
+    let mut random = vec![0u8; BIG];
+    getrandom::fill(&mut random).unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(BIG as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    builder.append_data(&mut h, "big", &random[..]).unwrap();
+    let tarball = builder.into_inner().unwrap();
+    let rootfs = env.dir.join("big-rootfs.tar");
+    fs::write(&rootfs, &tarball).unwrap();
+    fs::set_permissions(&rootfs, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let rootfs = rootfs.display().to_string();
+    env.ok(["images"]);
+    let before = tree(&env.data_dir());
+
+    let filler = Filler::leaving(3 * MIB);
+    let out = env.burrow(["import", &rootfs, "big:1"]).burrow_error();
+    assert_disk_full_line(&out, &format!("cannot import {rootfs}"), &env);
+    assert_store_intact(&env, &before, "from a file");
+    let out = env
+        .burrow_with_stdin(["import", "-", "big:1"], &tarball)
+        .burrow_error();
+    assert_disk_full_line(&out, "cannot import from standard input", &env);
+    assert_store_intact(&env, &before, "from standard input");
+    drop(filler);
+
+    env.ok(["import", &rootfs, "big:1"]);
+    let images = env.ok(["images"]);
+    assert!(images.contains("big"), "{images}");
+}
+
+#[test]
 fn a_container_that_fills_the_disk_can_still_be_stopped_started_diffed_and_removed() {
     let Some(_turn) = small_fs() else {
         return;
