@@ -305,6 +305,16 @@ fn a_container_that_fills_the_disk_can_still_be_stopped_started_diffed_and_remov
     eventually(Duration::from_secs(30), "the disk to fill", || free() < MIB);
     let pid = env.inspect("full")["State"]["Pid"].as_i64().unwrap() as i32;
     assert!(pid > 0 && process_alive(pid));
+    // No room for another container: one line, and no half-made one.
+    let out = env
+        .burrow(["run", "--rm", "busybox", "true"])
+        .burrow_error();
+    assert_disk_full_line(&out, "cannot create a container from busybox", &env);
+    assert_eq!(env.all_ids().len(), 1);
+    assert_eq!(
+        crate::registry::entries(&env.data_dir().join("tmp")),
+        Vec::<String>::new()
+    );
     env.burrow(["stop", "-t", "1", "full"]).success();
     assert_eq!(env.status("full"), "exited");
     assert!(!process_alive(pid), "the container's process survived stop");
