@@ -102,8 +102,10 @@ fn tree(dir: &Path) -> BTreeMap<String, u64> {
 }
 
 /// An env whose `--root` is on the small filesystem, with busybox imported.
-fn small_env() -> Option<Env> {
-    Env::with_data_in(Account::Default, true, Some(Path::new(SMALL_FS)))
+/// Each test runs for a user with subordinate ids (layers unpacked by a
+/// helper in a user namespace) and for one without (owners in xattrs).
+fn small_env(account: Account) -> Option<Env> {
+    Env::with_data_in(account, true, Some(Path::new(SMALL_FS)))
 }
 
 /// The failure is one `burrow:` line that names `what`, the cause and the fix.
@@ -157,34 +159,36 @@ fn a_pull_bigger_than_the_disk_fails_clearly_and_leaves_the_store_as_it_was() {
     };
     reg.skopeo_push(layout.path(), "big:1", None);
     let reference = reg.name("big:1");
-    let env = setup!(small_env());
-    env.ok(["images"]);
-    let before = tree(&env.data_dir());
-    // Too little room for the download; then room for the download but not
-    // for the unpacked layer beside it.
-    for (left, when) in [
-        (3 * MIB, "during the download"),
-        (9 * MIB, "during the unpack"),
-    ] {
-        let filler = Filler::leaving(left);
-        let out = env.burrow(["pull", &reference]).burrow_error();
-        assert_disk_full_line(&out, &format!("cannot pull {reference}"), &env);
-        assert_store_intact(&env, &before, when);
-        drop(filler);
+    for account in [Account::Default, Account::SingleId] {
+        let env = setup!(small_env(account));
+        env.ok(["images"]);
+        let before = tree(&env.data_dir());
+        // Too little room for the download; then room for the download but not
+        // for the unpacked layer beside it.
+        for (left, when) in [
+            (3 * MIB, "during the download"),
+            (9 * MIB, "during the unpack"),
+        ] {
+            let filler = Filler::leaving(left);
+            let out = env.burrow(["pull", &reference]).burrow_error();
+            assert_disk_full_line(&out, &format!("cannot pull {reference}"), &env);
+            assert_store_intact(&env, &before, when);
+            drop(filler);
+        }
+        let out = env.burrow(["pull", &reference]).success();
+        assert!(
+            out.stdout.contains("Status: Downloaded newer image"),
+            "{}",
+            out.describe()
+        );
+        let out = env
+            .burrow(["run", "--rm", &reference, "wc", "-c", "/big"])
+            .success();
+        assert_eq!(
+            out.stdout.split_whitespace().next(),
+            Some(BIG.to_string().as_str())
+        );
     }
-    let out = env.burrow(["pull", &reference]).success();
-    assert!(
-        out.stdout.contains("Status: Downloaded newer image"),
-        "{}",
-        out.describe()
-    );
-    let out = env
-        .burrow(["run", "--rm", &reference, "wc", "-c", "/big"])
-        .success();
-    assert_eq!(
-        out.stdout.split_whitespace().next(),
-        Some(BIG.to_string().as_str())
-    );
 }
 
 #[test]
@@ -199,43 +203,45 @@ fn a_load_bigger_than_the_disk_fails_clearly_and_leaves_the_store_as_it_was() {
     let Some(layout) = layout_with_big_layer(BIG) else {
         return;
     };
-    let env = setup!(small_env());
-    // A docker-archive written by skopeo, on the big disk.
-    let archive = env.dir.join("big.tar");
-    run_ok({
-        let mut c = Command::new("skopeo");
-        c.args(["--insecure-policy", "copy"])
-            .arg(format!("oci:{}:latest", layout.path().display()))
-            .arg(format!("docker-archive:{}:big:1", archive.display()));
-        c
-    });
-    fs::set_permissions(
-        &archive,
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )
-    .unwrap();
-    let archive = archive.display().to_string();
-    env.ok(["images"]);
-    let before = tree(&env.data_dir());
-    for (left, when) in [
-        (3 * MIB, "while reading the archive"),
-        (9 * MIB, "during the unpack"),
-    ] {
-        let filler = Filler::leaving(left);
-        let out = env.burrow(["load", "-i", &archive]).burrow_error();
-        assert_disk_full_line(&out, &format!("cannot load {archive}"), &env);
-        assert_store_intact(&env, &before, when);
-        drop(filler);
+    for account in [Account::Default, Account::SingleId] {
+        let env = setup!(small_env(account));
+        // A docker-archive written by skopeo, on the big disk.
+        let archive = env.dir.join("big.tar");
+        run_ok({
+            let mut c = Command::new("skopeo");
+            c.args(["--insecure-policy", "copy"])
+                .arg(format!("oci:{}:latest", layout.path().display()))
+                .arg(format!("docker-archive:{}:big:1", archive.display()));
+            c
+        });
+        fs::set_permissions(
+            &archive,
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+        let archive = archive.display().to_string();
+        env.ok(["images"]);
+        let before = tree(&env.data_dir());
+        for (left, when) in [
+            (3 * MIB, "while reading the archive"),
+            (9 * MIB, "during the unpack"),
+        ] {
+            let filler = Filler::leaving(left);
+            let out = env.burrow(["load", "-i", &archive]).burrow_error();
+            assert_disk_full_line(&out, &format!("cannot load {archive}"), &env);
+            assert_store_intact(&env, &before, when);
+            drop(filler);
+        }
+        let out = env.burrow(["load", "-i", &archive]).success();
+        assert_eq!(out.stdout, "Loaded image: big:1\n", "{}", out.describe());
+        let out = env
+            .burrow(["run", "--rm", "big:1", "wc", "-c", "/big"])
+            .success();
+        assert_eq!(
+            out.stdout.split_whitespace().next(),
+            Some(BIG.to_string().as_str())
+        );
     }
-    let out = env.burrow(["load", "-i", &archive]).success();
-    assert_eq!(out.stdout, "Loaded image: big:1\n", "{}", out.describe());
-    let out = env
-        .burrow(["run", "--rm", "big:1", "wc", "-c", "/big"])
-        .success();
-    assert_eq!(
-        out.stdout.split_whitespace().next(),
-        Some(BIG.to_string().as_str())
-    );
 }
 
 #[test]
@@ -243,38 +249,40 @@ fn an_import_bigger_than_the_disk_fails_clearly_and_leaves_the_store_as_it_was()
     let Some(_turn) = small_fs() else {
         return;
     };
-    let env = setup!(small_env());
-    // A rootfs of one file of random bytes, on the big disk.
-    let mut random = vec![0u8; BIG];
-    getrandom::fill(&mut random).unwrap();
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(BIG as u64);
-    h.set_mode(0o644);
-    h.set_entry_type(tar::EntryType::Regular);
-    builder.append_data(&mut h, "big", &random[..]).unwrap();
-    let tarball = builder.into_inner().unwrap();
-    let rootfs = env.dir.join("big-rootfs.tar");
-    fs::write(&rootfs, &tarball).unwrap();
-    fs::set_permissions(&rootfs, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let rootfs = rootfs.display().to_string();
-    env.ok(["images"]);
-    let before = tree(&env.data_dir());
+    for account in [Account::Default, Account::SingleId] {
+        let env = setup!(small_env(account));
+        // A rootfs of one file of random bytes, on the big disk.
+        let mut random = vec![0u8; BIG];
+        getrandom::fill(&mut random).unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(BIG as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut h, "big", &random[..]).unwrap();
+        let tarball = builder.into_inner().unwrap();
+        let rootfs = env.dir.join("big-rootfs.tar");
+        fs::write(&rootfs, &tarball).unwrap();
+        fs::set_permissions(&rootfs, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        let rootfs = rootfs.display().to_string();
+        env.ok(["images"]);
+        let before = tree(&env.data_dir());
 
-    let filler = Filler::leaving(3 * MIB);
-    let out = env.burrow(["import", &rootfs, "big:1"]).burrow_error();
-    assert_disk_full_line(&out, &format!("cannot import {rootfs}"), &env);
-    assert_store_intact(&env, &before, "from a file");
-    let out = env
-        .burrow_with_stdin(["import", "-", "big:1"], &tarball)
-        .burrow_error();
-    assert_disk_full_line(&out, "cannot import from standard input", &env);
-    assert_store_intact(&env, &before, "from standard input");
-    drop(filler);
+        let filler = Filler::leaving(3 * MIB);
+        let out = env.burrow(["import", &rootfs, "big:1"]).burrow_error();
+        assert_disk_full_line(&out, &format!("cannot import {rootfs}"), &env);
+        assert_store_intact(&env, &before, "from a file");
+        let out = env
+            .burrow_with_stdin(["import", "-", "big:1"], &tarball)
+            .burrow_error();
+        assert_disk_full_line(&out, "cannot import from standard input", &env);
+        assert_store_intact(&env, &before, "from standard input");
+        drop(filler);
 
-    env.ok(["import", &rootfs, "big:1"]);
-    let images = env.ok(["images"]);
-    assert!(images.contains("big"), "{images}");
+        env.ok(["import", &rootfs, "big:1"]);
+        let images = env.ok(["images"]);
+        assert!(images.contains("big"), "{images}");
+    }
 }
 
 #[test]
@@ -282,69 +290,71 @@ fn a_container_that_fills_the_disk_can_still_be_stopped_started_diffed_and_remov
     let Some(_turn) = small_fs() else {
         return;
     };
-    let env = setup!(small_env());
-    let empty = free();
-    let fill = "dd if=/dev/zero of=/big bs=1M; echo dd exited $?";
+    for account in [Account::Default, Account::SingleId] {
+        let env = setup!(small_env(account));
+        let empty = free();
+        let fill = "dd if=/dev/zero of=/big bs=1M; echo dd exited $?";
 
-    // In the foreground: ENOSPC inside, the command's own exit code outside,
-    // and --rm gives all the space back.
-    let out = env
-        .burrow(["run", "--rm", "busybox", "sh", "-c", fill])
-        .success();
-    assert!(
-        out.stderr.contains("No space left on device") && out.stdout.contains("dd exited 1"),
-        "{}",
-        out.describe()
-    );
-    assert_eq!(env.all_ids(), Vec::<String>::new());
-    assert!(free() + MIB > empty, "--rm did not free the space");
+        // In the foreground: ENOSPC inside, the command's own exit code outside,
+        // and --rm gives all the space back.
+        let out = env
+            .burrow(["run", "--rm", "busybox", "sh", "-c", fill])
+            .success();
+        assert!(
+            out.stderr.contains("No space left on device") && out.stdout.contains("dd exited 1"),
+            "{}",
+            out.describe()
+        );
+        assert_eq!(env.all_ids(), Vec::<String>::new());
+        assert!(free() + MIB > empty, "--rm did not free the space");
 
-    // Detached, kept running after the disk is full.
-    let script = format!("{fill}; exec sleep 1000");
-    env.run_detached(["--name", "full", "busybox", "sh", "-c", &script]);
-    eventually(Duration::from_secs(30), "the disk to fill", || free() < MIB);
-    let pid = env.inspect("full")["State"]["Pid"].as_i64().unwrap() as i32;
-    assert!(pid > 0 && process_alive(pid));
-    // No room for another container: one line, and no half-made one.
-    let out = env
-        .burrow(["run", "--rm", "busybox", "true"])
-        .burrow_error();
-    assert_disk_full_line(&out, "cannot create a container from busybox", &env);
-    assert_eq!(env.all_ids().len(), 1);
-    assert_eq!(
-        crate::registry::entries(&env.data_dir().join("tmp")),
-        Vec::<String>::new()
-    );
-    env.burrow(["stop", "-t", "1", "full"]).success();
-    assert_eq!(env.status("full"), "exited");
-    assert!(!process_alive(pid), "the container's process survived stop");
-    let diff = env.ok(["diff", "full"]);
-    assert!(diff.lines().any(|l| l == "A /big"), "{diff}");
+        // Detached, kept running after the disk is full.
+        let script = format!("{fill}; exec sleep 1000");
+        env.run_detached(["--name", "full", "busybox", "sh", "-c", &script]);
+        eventually(Duration::from_secs(30), "the disk to fill", || free() < MIB);
+        let pid = env.inspect("full")["State"]["Pid"].as_i64().unwrap() as i32;
+        assert!(pid > 0 && process_alive(pid));
+        // No room for another container: one line, and no half-made one.
+        let out = env
+            .burrow(["run", "--rm", "busybox", "true"])
+            .burrow_error();
+        assert_disk_full_line(&out, "cannot create a container from busybox", &env);
+        assert_eq!(env.all_ids().len(), 1);
+        assert_eq!(
+            crate::registry::entries(&env.data_dir().join("tmp")),
+            Vec::<String>::new()
+        );
+        env.burrow(["stop", "-t", "1", "full"]).success();
+        assert_eq!(env.status("full"), "exited");
+        assert!(!process_alive(pid), "the container's process survived stop");
+        let diff = env.ok(["diff", "full"]);
+        assert!(diff.lines().any(|l| l == "A /big"), "{diff}");
 
-    env.burrow(["start", "full"]).success();
-    env.wait_status("full", "running", Duration::from_secs(10));
-    let pid = env.inspect("full")["State"]["Pid"].as_i64().unwrap() as i32;
-    env.burrow(["stop", "-t", "1", "full"]).success();
-    assert!(!process_alive(pid), "the container's process survived stop");
-    // The sleep ends by SIGTERM: burrow's init is pid 1, not the shell.
-    let ps = env.ok(["ps", "-a"]);
-    assert!(ps.contains("Exited (143)"), "{ps}");
+        env.burrow(["start", "full"]).success();
+        env.wait_status("full", "running", Duration::from_secs(10));
+        let pid = env.inspect("full")["State"]["Pid"].as_i64().unwrap() as i32;
+        env.burrow(["stop", "-t", "1", "full"]).success();
+        assert!(!process_alive(pid), "the container's process survived stop");
+        // The sleep ends by SIGTERM: burrow's init is pid 1, not the shell.
+        let ps = env.ok(["ps", "-a"]);
+        assert!(ps.contains("Exited (143)"), "{ps}");
 
-    env.ok(["rm", "full"]);
-    assert_eq!(env.all_ids(), Vec::<String>::new());
-    let data = env.data_dir();
-    let containers: Vec<String> = crate::registry::entries(&data.join("containers"))
-        .into_iter()
-        .filter(|n| n != ".lock")
-        .collect();
-    assert_eq!(containers, Vec::<String>::new());
-    let scratch = crate::registry::entries(&data.join("tmp"));
-    assert_eq!(scratch, Vec::<String>::new());
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(&data.display().to_string()),
-        "a mount below {} is left:\n{mounts}",
-        data.display()
-    );
-    assert!(free() + MIB > empty, "rm did not free the space");
+        env.ok(["rm", "full"]);
+        assert_eq!(env.all_ids(), Vec::<String>::new());
+        let data = env.data_dir();
+        let containers: Vec<String> = crate::registry::entries(&data.join("containers"))
+            .into_iter()
+            .filter(|n| n != ".lock")
+            .collect();
+        assert_eq!(containers, Vec::<String>::new());
+        let scratch = crate::registry::entries(&data.join("tmp"));
+        assert_eq!(scratch, Vec::<String>::new());
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(&data.display().to_string()),
+            "a mount below {} is left:\n{mounts}",
+            data.display()
+        );
+        assert!(free() + MIB > empty, "rm did not free the space");
+    }
 }
