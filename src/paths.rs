@@ -148,3 +148,23 @@ fn write_replacing(path: &Path, contents: &[u8], durable: bool) -> std::io::Resu
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A folder in the way makes the rename fail after the write.
+        let target = dir.path().join("record.json");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("keep"), b"x").unwrap();
+        assert!(write_atomic(&target, b"{}").is_err());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("record.json")]);
+    }
+}
