@@ -40,12 +40,30 @@ fn small_fs() -> Option<MutexGuard<'static, ()>> {
             "no small filesystem is mounted at {SMALL_FS} (run scripts/setup-host.sh as root)"
         ));
     }
+    remove_stale(path);
     assert!(
         free() >= 20 * MIB,
         "{SMALL_FS} has only {} KiB free: something from an earlier run fills it",
         free() / 1024
     );
     Some(turn)
+}
+
+/// Removes what killed test runs left on the small filesystem: data folders
+/// (`bt-PID-N`) and fillers (`filler-PID`) of processes that are gone.
+fn remove_stale(small: &Path) {
+    for e in fs::read_dir(small).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("bt-")
+            .and_then(|rest| rest.split('-').next())
+            .or_else(|| name.strip_prefix("filler-"))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let path = e.path();
+            let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+        }
+    }
 }
 
 /// Bytes free on the small filesystem for an unprivileged user.
@@ -310,7 +328,7 @@ fn a_container_that_fills_the_disk_can_still_be_stopped_started_diffed_and_remov
 
         // Detached, kept running after the disk is full.
         let script = format!("{fill}; exec sleep 1000");
-        env.run_detached(["--name", "full", "busybox", "sh", "-c", &script]);
+        let id = env.run_detached(["--name", "full", "busybox", "sh", "-c", &script]);
         eventually(Duration::from_secs(30), "the disk to fill", || free() < MIB);
         let pid = env.inspect("full")["State"]["Pid"].as_i64().unwrap() as i32;
         assert!(pid > 0 && process_alive(pid));
@@ -329,6 +347,13 @@ fn a_container_that_fills_the_disk_can_still_be_stopped_started_diffed_and_remov
         assert!(!process_alive(pid), "the container's process survived stop");
         let diff = env.ok(["diff", "full"]);
         assert!(diff.lines().any(|l| l == "A /big"), "{diff}");
+        // Record writes that met the full disk left no temporary files.
+        let debris: Vec<String> =
+            crate::registry::entries(&env.data_dir().join("containers").join(&id))
+                .into_iter()
+                .filter(|n| n.contains(".tmp-"))
+                .collect();
+        assert_eq!(debris, Vec::<String>::new());
 
         env.burrow(["start", "full"]).success();
         env.wait_status("full", "running", Duration::from_secs(10));
