@@ -131,8 +131,32 @@ pub fn unpack_configured(input: impl Read, dest: &Path) -> Result<Unpacked, Laye
     match ownership() {
         Ownership::Drop => unpack(input, dest),
         Ownership::Record => unpack_owned(input, dest, Owners::Record),
-        Ownership::Namespace(exe) => unpack_in_helper(input, dest, exe),
+        Ownership::Namespace(exe) => without_sigpipe(|| unpack_in_helper(input, dest, exe)),
     }
+}
+
+/// Runs `f` with SIGPIPE blocked on this thread, so that a write to an
+/// unpack helper that died (a full disk) fails with EPIPE and is reported
+/// with the helper's reason, instead of the SIGPIPE the CLI keeps fatal for
+/// its own stdout killing burrow without a word. The SIGPIPE such a write
+/// leaves pending is taken before the mask is restored.
+fn without_sigpipe<T>(f: impl FnOnce() -> T) -> T {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut pipe = SigSet::empty();
+    pipe.add(Signal::SIGPIPE);
+    let Ok(old) = pipe.thread_swap_mask(SigmaskHow::SIG_BLOCK) else {
+        return f();
+    };
+    let result = f();
+    if !old.contains(Signal::SIGPIPE) {
+        let flags = SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC;
+        if let Ok(pending) = SignalFd::with_flags(&pipe, flags) {
+            while let Ok(Some(_)) = pending.read_signal() {}
+        }
+    }
+    let _ = old.thread_set_mask();
+    result
 }
 
 /// Unpacks the tarball read from `input` into the existing folder `dest`.
@@ -155,7 +179,7 @@ fn unpack_in_helper(input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacke
         .spawn()
         .map_err(|e| helper_err(format!("cannot start {}: {e}", exe.display())))?;
     let mut stdin = child.stdin.take().expect("piped stdin");
-    let copied = without_sigpipe(|| io::copy(&mut tar, &mut stdin));
+    let copied = io::copy(&mut tar, &mut stdin);
     drop(stdin);
     let out = child
         .wait_with_output()
@@ -187,31 +211,6 @@ fn unpack_in_helper(input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacke
         skipped_devices: stats.skipped_devices,
         newest_mtime: stats.newest_mtime,
     })
-}
-
-/// Runs `write` with SIGPIPE blocked on this thread, so that a helper that
-/// died (a full disk) makes the write fail with EPIPE, reported with the
-/// helper's reason, instead of killing burrow with the SIGPIPE the CLI keeps
-/// fatal for its own stdout. The failed write leaves that SIGPIPE pending on
-/// this thread; it is taken before the mask is restored.
-fn without_sigpipe<T>(write: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-    let mut pipe = SigSet::empty();
-    pipe.add(Signal::SIGPIPE);
-    let old = pipe.thread_swap_mask(SigmaskHow::SIG_BLOCK);
-    let result = write();
-    let was_blocked = old.as_ref().map_or(true, |o| o.contains(Signal::SIGPIPE));
-    if !was_blocked
-        && result
-            .as_ref()
-            .is_err_and(|e| e.raw_os_error() == Some(libc::EPIPE))
-    {
-        let _ = pipe.wait();
-    }
-    if let Ok(old) = old {
-        let _ = old.thread_set_mask();
-    }
-    result
 }
 
 #[derive(serde::Deserialize)]
