@@ -11,20 +11,45 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::registry::{Registry, layout_with_big_layer, run_ok, skip};
-use crate::util::{Account, Env, Output, eventually, process_alive};
+use crate::registry::{Registry, have, layout_with_big_layer, run_ok};
+use crate::util::{Account, Env, Output, eventually, must_run, process_alive};
 
 /// Where `scripts/setup-host.sh` mounts the small filesystem (24 MiB).
 const SMALL_FS: &str = "/var/tmp/burrow-test-small";
 const MIB: u64 = 1 << 20;
 /// The big layer of the test image: one file of random bytes.
 const BIG: usize = 6 << 20;
+
+/// Prints the reason and returns `None`, or panics under BURROW_TEST_MUST_RUN=1.
+fn skip<T>(reason: &str) -> Option<T> {
+    if must_run() {
+        panic!("cannot run here: {reason} (BURROW_TEST_MUST_RUN=1 forbids skipping)");
+    }
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string();
+    let _ = writeln!(std::io::stderr(), "skipped: {name}: {reason}");
+    None
+}
+
+/// Files and folders directly inside `dir` (none when it does not exist).
+fn entries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// Waits for the small filesystem to be free for this test, or skips.
 fn small_fs() -> Option<MutexGuard<'static, ()>> {
@@ -214,7 +239,7 @@ fn a_load_bigger_than_the_disk_fails_clearly_and_leaves_the_store_as_it_was() {
     let Some(_turn) = small_fs() else {
         return;
     };
-    if !crate::registry::have("skopeo") {
+    if !have("skopeo") {
         skip::<()>("skopeo is not installed (apt-get install skopeo)");
         return;
     }
@@ -338,21 +363,17 @@ fn a_container_that_fills_the_disk_can_still_be_stopped_started_diffed_and_remov
             .burrow_error();
         assert_disk_full_line(&out, "cannot create a container from busybox", &env);
         assert_eq!(env.all_ids().len(), 1);
-        assert_eq!(
-            crate::registry::entries(&env.data_dir().join("tmp")),
-            Vec::<String>::new()
-        );
+        assert_eq!(entries(&env.data_dir().join("tmp")), Vec::<String>::new());
         env.burrow(["stop", "-t", "1", "full"]).success();
         assert_eq!(env.status("full"), "exited");
         assert!(!process_alive(pid), "the container's process survived stop");
         let diff = env.ok(["diff", "full"]);
         assert!(diff.lines().any(|l| l == "A /big"), "{diff}");
         // Record writes that met the full disk left no temporary files.
-        let debris: Vec<String> =
-            crate::registry::entries(&env.data_dir().join("containers").join(&id))
-                .into_iter()
-                .filter(|n| n.contains(".tmp-"))
-                .collect();
+        let debris: Vec<String> = entries(&env.data_dir().join("containers").join(&id))
+            .into_iter()
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
         assert_eq!(debris, Vec::<String>::new());
 
         env.burrow(["start", "full"]).success();
@@ -367,12 +388,12 @@ fn a_container_that_fills_the_disk_can_still_be_stopped_started_diffed_and_remov
         env.ok(["rm", "full"]);
         assert_eq!(env.all_ids(), Vec::<String>::new());
         let data = env.data_dir();
-        let containers: Vec<String> = crate::registry::entries(&data.join("containers"))
+        let containers: Vec<String> = entries(&data.join("containers"))
             .into_iter()
             .filter(|n| n != ".lock")
             .collect();
         assert_eq!(containers, Vec::<String>::new());
-        let scratch = crate::registry::entries(&data.join("tmp"));
+        let scratch = entries(&data.join("tmp"));
         assert_eq!(scratch, Vec::<String>::new());
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(

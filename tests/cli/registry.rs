@@ -321,7 +321,7 @@ fn printed_digest(stdout: &str) -> String {
 }
 
 /// Files and folders directly inside `dir` (none when it does not exist).
-pub(crate) fn entries(dir: &Path) -> Vec<String> {
+fn entries(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
         .map(|r| {
             r.flatten()
