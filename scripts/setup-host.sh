@@ -25,6 +25,11 @@
 #   burrow-far behind a veth pair, 10.251.0.2 (fd51::2) inside and 10.251.0.1
 #   (fd51::1) on the host's end burrow-far0, so containers can reach a host
 #   that is neither loopback nor on the internet.
+# - mounts a small tmpfs (24 MiB, mode 1777) at /var/tmp/burrow-test-small:
+#   the disk-full tests (tests/cli/diskfull.rs) fill it, as an unprivileged
+#   user cannot mount a filesystem of its own on the host. tmpfs keeps user.*
+#   xattrs (Linux 6.6 and later), which burrow's single-id store and the
+#   rootless overlay need.
 set -euo pipefail
 
 PACKAGES=(uidmap fuse3 busybox-static iproute2 docker-registry skopeo apache2-utils openssl mmdebstrap podman runc slirp4netns)
@@ -134,10 +139,22 @@ make_far_host() {
     ip netns exec "$FAR_NS" ip route replace default via 10.251.0.1
 }
 
+SMALL_FS=/var/tmp/burrow-test-small
+
+mount_small_fs() {
+    mkdir -p "$SMALL_FS"
+    if ! mountpoint -q "$SMALL_FS"; then
+        log "mounting a 24 MiB tmpfs at $SMALL_FS (for the disk-full tests)"
+        mount -t tmpfs -o size=24m,mode=1777,nosuid,nodev burrow-test-small "$SMALL_FS"
+    fi
+    chmod 1777 "$SMALL_FS"
+}
+
 install_packages
 for u in "${USERS[@]}"; do ensure_user_with_subids "$u"; done
 [[ ${1:-} == --demo ]] || ensure_user_without_subids burrow-nosub
 open_devices
 allow_ping_sockets
 make_far_host
+mount_small_fs
 log "ready: ${USERS[*]} (with subids)$([[ ${1:-} == --demo ]] || echo ', burrow-nosub (without)')"

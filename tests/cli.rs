@@ -13,6 +13,8 @@ mod archive;
 mod bearer;
 #[path = "cli/build.rs"]
 mod build;
+#[path = "cli/diskfull.rs"]
+mod diskfull;
 #[path = "cli/exec.rs"]
 mod exec;
 #[path = "cli/images.rs"]

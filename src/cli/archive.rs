@@ -109,7 +109,14 @@ pub fn load(dirs: &Dirs, a: LoadArgs) -> Result<i32> {
             Box::new(io::stdin().lock())
         }
     };
-    let loaded = Store::open(dirs)?.load_archive(input)?;
+    let what = match &a.input {
+        Some(path) => format!("cannot load {}", path.display()),
+        None => "cannot load the archive from standard input".to_string(),
+    };
+    let loaded = Store::open(dirs)
+        .map_err(anyhow::Error::from)
+        .and_then(|store| Ok(store.load_archive(input)?))
+        .map_err(|e| super::disk_full(e, &what, dirs))?;
     if !a.quiet {
         let mut out = io::stdout().lock();
         for image in loaded {

@@ -92,7 +92,14 @@ pub fn import(dirs: &Dirs, a: ImportArgs) -> Result<i32> {
         message: a.message,
         source: a.file,
     };
-    let imported = Store::open(dirs)?.import(input, &options)?;
+    let what = match options.source.as_str() {
+        "-" => "cannot import from standard input".to_string(),
+        file => format!("cannot import {file}"),
+    };
+    let imported = Store::open(dirs)
+        .map_err(anyhow::Error::from)
+        .and_then(|store| Ok(store.import(input, &options)?))
+        .map_err(|e| super::disk_full(e, &what, dirs))?;
     if imported.skipped_devices > 0 {
         eprintln!(
             "warning: skipped {} device nodes: creating them needs privileges; containers get /dev from the runtime",

@@ -117,6 +117,26 @@ pub fn main() -> i32 {
     }
 }
 
+/// Says a full disk once, in the user's terms: what could not be done, on
+/// which data folder, and what to do, instead of the file that could not be
+/// written. Other errors pass through unchanged.
+fn disk_full(e: anyhow::Error, what: &str, dirs: &Dirs) -> anyhow::Error {
+    let full = e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::ENOSPC))
+            // Causes that crossed a process boundary (the unpack helper) as text.
+            || cause.to_string().contains("No space left on device")
+    });
+    if !full {
+        return e;
+    }
+    anyhow::anyhow!(
+        "{what}: no space left on device in {}; free some space there or use --root on a larger filesystem",
+        dirs.data.display()
+    )
+}
+
 fn dispatch(cli: Cli) -> Result<i32> {
     // `info` must work even when the state folders cannot be created.
     if let Command::Info(args) = &cli.command {

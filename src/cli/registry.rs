@@ -121,7 +121,8 @@ pub fn pull(dirs: &Dirs, a: PullArgs) -> Result<i32> {
             Output::Stdout
         },
     };
-    registry::pull(dirs, &a.reference, &opts)?;
+    registry::pull(dirs, &a.reference, &opts)
+        .map_err(|e| super::disk_full(e, &format!("cannot pull {}", a.reference), dirs))?;
     // Docker ends with the fully qualified name, and -q prints only that.
     let reference: crate::image::Reference = a.reference.parse()?;
     println!("{reference}");

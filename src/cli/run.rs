@@ -120,7 +120,10 @@ impl ContainerOpts {
 }
 
 pub fn run(dirs: &Dirs, a: RunArgs) -> Result<i32> {
-    let rec = container::create(dirs, &a.opts.request())?;
+    let rec = container::create(dirs, &a.opts.request()).map_err(|e| {
+        let what = format!("cannot create a container from {}", a.opts.image);
+        super::disk_full(e, &what, dirs)
+    })?;
     let attach = if a.detach {
         Attach::Detached
     } else {
@@ -136,7 +139,10 @@ pub fn run(dirs: &Dirs, a: RunArgs) -> Result<i32> {
 }
 
 pub fn create(dirs: &Dirs, a: CreateArgs) -> Result<i32> {
-    let rec = container::create(dirs, &a.opts.request())?;
+    let rec = container::create(dirs, &a.opts.request()).map_err(|e| {
+        let what = format!("cannot create a container from {}", a.opts.image);
+        super::disk_full(e, &what, dirs)
+    })?;
     println!("{}", rec.id);
     Ok(0)
 }

@@ -444,7 +444,9 @@ fn in_namespace(dirs: &Dirs, rec: &Record, want: Want<'_>) -> Result<Vec<Change>
             source.display()
         );
     }
-    let report = ScratchDir::create(dirs, "changes")?;
+    // The report is small and goes to the runtime folder: `diff` must work
+    // even when the container has filled the data folder's disk.
+    let report = ScratchDir::create(&dirs.runtime, "changes")?;
     let list_path = report.0.join("changes.json");
     let err_path = report.0.join("error");
     let epoch = source_date_epoch();
@@ -516,7 +518,7 @@ pub fn commit(dirs: &Dirs, rec: &Record, opts: &CommitOptions) -> Result<crate::
             rec.image
         )
     })?;
-    let scratch = ScratchDir::create(dirs, "commit")?;
+    let scratch = ScratchDir::create(&dirs.tmp(), "commit")?;
     let tar = scratch.0.join("layer.tar");
     let changes = export_layer(dirs, rec, &tar)?;
     let mut run_config = image.config.config().clone().unwrap_or_default();
@@ -577,10 +579,8 @@ fn shell_words(words: &[String]) -> String {
 struct ScratchDir(PathBuf);
 
 impl ScratchDir {
-    fn create(dirs: &Dirs, purpose: &str) -> Result<ScratchDir> {
-        let path = dirs
-            .tmp()
-            .join(format!("{purpose}-{}", &super::names::new_id()[..16]));
+    fn create(base: &Path, purpose: &str) -> Result<ScratchDir> {
+        let path = base.join(format!("{purpose}-{}", &super::names::new_id()[..16]));
         fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(ScratchDir(path))
     }

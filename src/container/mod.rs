@@ -466,7 +466,7 @@ pub fn images_in_use(dirs: &Dirs) -> Result<Vec<(String, String)>> {
 pub fn start(dirs: &Dirs, rec: &Record, attach: Attach) -> Result<Option<i32>> {
     let lock = record::lock(dirs, &rec.id)?;
     let mut current = record::load_record(dirs, &rec.id)?;
-    if let Status::Running { .. } = record::status(dirs, &mut current)? {
+    if let Status::Running { .. } = record::status_locked(dirs, &mut current)? {
         bail!("container {} is already running", current.name);
     }
     supervisor::start(dirs, &rec.id, attach, current.config.interactive, lock)

@@ -11,6 +11,7 @@
 //! that notices records the container as exited with that reason.
 
 use std::fs::{self, File};
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -131,9 +132,7 @@ pub fn load_record(dirs: &Dirs, id: &str) -> Result<Record> {
 }
 
 pub fn save_record(dirs: &Dirs, rec: &Record) -> Result<()> {
-    let path = record_path(dirs, &rec.id);
-    write_atomic(&path, &serde_json::to_vec_pretty(rec)?)
-        .with_context(|| format!("cannot write {}", path.display()))
+    write_record(dirs, rec, true)
 }
 
 /// [`save_record`] without the flush to disk, where losing the update in a
@@ -141,9 +140,48 @@ pub fn save_record(dirs: &Dirs, rec: &Record) -> Result<()> {
 /// read as "the supervisor died") and the end of an `--rm` container (whose
 /// folder goes next).
 pub fn save_record_volatile(dirs: &Dirs, rec: &Record) -> Result<()> {
+    write_record(dirs, rec, false)
+}
+
+/// Space kept beside each record, so that a container that filled the disk
+/// (its writable layer shares the filesystem with its record) can still have
+/// its exit recorded, and be started, stopped and removed afterwards.
+const RESERVE: &str = "reserve";
+const RESERVE_BYTES: usize = 64 * 1024;
+
+/// Writes the record; on a full disk, gives up the container's reserve and
+/// tries once more, then refills the reserve from whatever space is free.
+fn write_record(dirs: &Dirs, rec: &Record, durable: bool) -> Result<()> {
     let path = record_path(dirs, &rec.id);
-    crate::paths::write_volatile(&path, &serde_json::to_vec_pretty(rec)?)
-        .with_context(|| format!("cannot write {}", path.display()))
+    let bytes = serde_json::to_vec_pretty(rec)?;
+    let write = || {
+        if durable {
+            write_atomic(&path, &bytes)
+        } else {
+            crate::paths::write_volatile(&path, &bytes)
+        }
+    };
+    let reserve = dirs.container(&rec.id).join(RESERVE);
+    let mut result = write();
+    if result.as_ref().is_err_and(is_disk_full) && fs::remove_file(&reserve).is_ok() {
+        result = write();
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))?;
+    refill_reserve(&reserve);
+    Ok(())
+}
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// Best effort: a reserve cut short by a full disk still helps, and the next
+/// record written tops it up.
+fn refill_reserve(path: &Path) {
+    if fs::metadata(path).is_ok_and(|m| m.len() >= RESERVE_BYTES as u64) {
+        return;
+    }
+    let _ = File::create(path).and_then(|mut f| f.write_all(&[0; RESERVE_BYTES]));
 }
 
 pub fn load_runtime(dirs: &Dirs, id: &str) -> Option<Runtime> {
@@ -216,6 +254,16 @@ pub fn lock_all(dirs: &Dirs) -> Result<Lock> {
 /// Works out the status, and records a dead supervisor's container as exited.
 /// Takes the container's lock only when it has something to repair.
 pub fn status(dirs: &Dirs, rec: &mut Record) -> Result<Status> {
+    status_with(dirs, rec, false)
+}
+
+/// [`status`] for a caller that already holds the container's [`lock`]
+/// (a second flock of the same file from this process would wait forever).
+pub fn status_locked(dirs: &Dirs, rec: &mut Record) -> Result<Status> {
+    status_with(dirs, rec, true)
+}
+
+fn status_with(dirs: &Dirs, rec: &mut Record, locked: bool) -> Result<Status> {
     if let Some(rt) = load_runtime(dirs, &rec.id) {
         if supervisor_alive(&rt) {
             return Ok(Status::Running {
@@ -224,7 +272,11 @@ pub fn status(dirs: &Dirs, rec: &mut Record) -> Result<Status> {
                 started_at: rt.started_at,
             });
         }
-        let _guard = lock(dirs, &rec.id)?;
+        let _guard = if locked {
+            None
+        } else {
+            Some(lock(dirs, &rec.id)?)
+        };
         // Re-read under the lock: the supervisor may have just finished.
         *rec = load_record(dirs, &rec.id)?;
         if load_runtime(dirs, &rec.id).is_some() {

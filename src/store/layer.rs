@@ -131,8 +131,32 @@ pub fn unpack_configured(input: impl Read, dest: &Path) -> Result<Unpacked, Laye
     match ownership() {
         Ownership::Drop => unpack(input, dest),
         Ownership::Record => unpack_owned(input, dest, Owners::Record),
-        Ownership::Namespace(exe) => unpack_in_helper(input, dest, exe),
+        Ownership::Namespace(exe) => without_sigpipe(|| unpack_in_helper(input, dest, exe)),
     }
+}
+
+/// Runs `f` with SIGPIPE blocked on this thread, so that a write to an
+/// unpack helper that died (a full disk) fails with EPIPE and is reported
+/// with the helper's reason, instead of the SIGPIPE the CLI keeps fatal for
+/// its own stdout killing burrow without a word. The SIGPIPE such a write
+/// leaves pending is taken before the mask is restored.
+fn without_sigpipe<T>(f: impl FnOnce() -> T) -> T {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut pipe = SigSet::empty();
+    pipe.add(Signal::SIGPIPE);
+    let Ok(old) = pipe.thread_swap_mask(SigmaskHow::SIG_BLOCK) else {
+        return f();
+    };
+    let result = f();
+    if !old.contains(Signal::SIGPIPE) {
+        let flags = SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC;
+        if let Ok(pending) = SignalFd::with_flags(&pipe, flags) {
+            while let Ok(Some(_)) = pending.read_signal() {}
+        }
+    }
+    let _ = old.thread_set_mask();
+    result
 }
 
 /// Unpacks the tarball read from `input` into the existing folder `dest`.
@@ -161,6 +185,13 @@ fn unpack_in_helper(input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacke
         .wait_with_output()
         .map_err(|e| helper_err(e.to_string()))?;
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    // Input that fails (a download or copy that hit a full disk) cuts the
+    // helper's stream short, and its "failed to write entire file" would
+    // hide the cause; a broken pipe is the helper's doing, said below.
+    let copied = match copied {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(LayerError::Read(e)),
+        other => other,
+    };
     if !out.status.success() {
         let detail = stderr
             .strip_prefix("burrow: ")

@@ -387,7 +387,20 @@ fn a_dead_supervisor_never_leaves_a_running_container() {
         "the container's processes to die with their supervisor",
         || !process_alive(pid),
     );
-    env.ok(["rm", "orphan"]);
+    // Killed again, and started before any other command noticed: start
+    // records the dead supervisor's exit itself (under the lock it holds).
+    env.ok(["start", "orphan"]);
+    let supervisor = env.inspect("orphan")["State"]["BurrowSupervisorPid"]
+        .as_i64()
+        .unwrap_or(0) as i32;
+    assert!(supervisor > 0 && process_alive(supervisor));
+    kill(Pid::from_raw(supervisor), Signal::SIGKILL).unwrap();
+    eventually(secs(10), "the supervisor to be gone", || {
+        !process_alive(supervisor)
+    });
+    env.ok(["start", "orphan"]);
+    assert_eq!(env.status("orphan"), "running");
+    env.ok(["rm", "-f", "orphan"]);
 }
 
 #[test]

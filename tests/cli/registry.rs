@@ -624,7 +624,7 @@ fn basic_auth_needs_login() {
 
 /// An OCI layout with the busybox rootfs (gzip) and a layer of `size` random
 /// bytes in one file, `/big`, left uncompressed so it cannot shrink.
-fn layout_with_big_layer(size: usize) -> Option<tempfile::TempDir> {
+pub(crate) fn layout_with_big_layer(size: usize) -> Option<tempfile::TempDir> {
     let rootfs = match busybox_tar() {
         Ok(t) => fs::read(t).unwrap(),
         Err(reason) => return skip(&reason),

@@ -572,6 +572,8 @@ pub struct Env {
     pub user: User,
     /// The test's folder, owned by `user`.
     pub dir: PathBuf,
+    /// `--root`: `dir/data`, or a folder elsewhere (see [`Env::with_data_in`]).
+    data: PathBuf,
     name: String,
 }
 
@@ -598,6 +600,13 @@ impl Env {
     }
 
     pub fn with(account_kind: Account, import: bool) -> Option<Env> {
+        Env::with_data_in(account_kind, import, None)
+    }
+
+    /// Like [`Env::with`], with `--root` in a folder of its own below `base`
+    /// (another filesystem, such as the small one of the disk-full tests),
+    /// removed with the rest.
+    pub fn with_data_in(account_kind: Account, import: bool, base: Option<&Path>) -> Option<Env> {
         let user = match account(account_kind) {
             Ok(u) => u,
             Err(reason) => return skip(&reason),
@@ -620,9 +629,26 @@ impl Env {
             }
         }
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        let data = match base {
+            None => dir.join("data"),
+            Some(base) => {
+                let own = base.join(format!(
+                    "bt-{}-{}",
+                    std::process::id(),
+                    dir.display().to_string().rsplit('/').next().unwrap()
+                ));
+                fs::create_dir(&own).expect("create the test's data folder");
+                if user.switch {
+                    chown(&own, Some(user.uid), Some(user.gid)).expect("chown the data folder");
+                }
+                fs::set_permissions(&own, fs::Permissions::from_mode(0o700)).unwrap();
+                own.join("data")
+            }
+        };
         let env = Env {
             user,
             dir,
+            data,
             name: test_name(),
         };
         if import {
@@ -635,7 +661,7 @@ impl Env {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.join("data")
+        self.data.clone()
     }
 
     pub fn run_dir(&self) -> PathBuf {
@@ -827,6 +853,9 @@ impl Drop for Env {
                 self.dir.display()
             );
             return;
+        }
+        if !self.data.starts_with(&self.dir) {
+            remove_tree(self.data.parent().unwrap(), Some(&self.user));
         }
         remove_tree(&self.dir, Some(&self.user));
     }
