@@ -5,6 +5,11 @@
 //! queues its own frames, which the loop writes to the TAP. Tests drive the
 //! same queues by hand. Buffers are allocated once at full frame size and
 //! reused, so the hot path allocates nothing; the queues are bounded.
+//!
+//! On the TAP every frame sits behind a virtio-net header (the sandbox
+//! creates the device with `IFF_VNET_HDR` and checksum offload), so each
+//! buffer keeps room for one in front of the frame: the TAP is read into and
+//! written from the whole buffer, the stack sees only the frame.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -16,8 +21,11 @@ use smoltcp::time::Instant;
 const TX_QUEUE_MAX: usize = 64;
 /// Free buffers kept for reuse; more are freed.
 const POOL_MAX: usize = 128;
+/// `struct virtio_net_hdr`, in front of every frame on the TAP.
+pub const VNET_HDR_LEN: usize = 10;
 
-/// One Ethernet frame in a buffer of the device's full frame size.
+/// One Ethernet frame in a buffer of the device's full frame size, with
+/// room for the virtio-net header in front.
 #[derive(Debug)]
 pub struct Frame {
     buf: Vec<u8>,
@@ -25,18 +33,35 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// The whole buffer, to read a frame into (then [`Frame::set_len`]).
+    /// The whole frame area, to write a frame into (then [`Frame::set_len`]).
     pub fn buffer_mut(&mut self) -> &mut [u8] {
-        &mut self.buf
+        &mut self.buf[VNET_HDR_LEN..]
     }
     pub fn set_len(&mut self, len: usize) {
-        self.len = len.min(self.buf.len());
+        self.len = len.min(self.buf.len() - VNET_HDR_LEN);
     }
     pub fn data(&self) -> &[u8] {
-        &self.buf[..self.len]
+        &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + self.len]
     }
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[..self.len]
+        &mut self.buf[VNET_HDR_LEN..VNET_HDR_LEN + self.len]
+    }
+    /// The whole buffer, header included, to read from the TAP into (then
+    /// [`Frame::set_tap_len`]).
+    pub fn tap_buffer_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+    /// Takes the length of a TAP read. The container's header is ignored:
+    /// it can only say that checksums were left undone, and nothing here
+    /// checks them (see `capabilities`).
+    pub fn set_tap_len(&mut self, n: usize) {
+        self.set_len(n.saturating_sub(VNET_HDR_LEN));
+    }
+    /// The frame behind an empty header (no offload asked of the
+    /// container's kernel: the frame is complete), to write to the TAP.
+    pub fn tap_data(&mut self) -> &[u8] {
+        self.buf[..VNET_HDR_LEN].fill(0);
+        &self.buf[..VNET_HDR_LEN + self.len]
     }
 }
 
@@ -48,9 +73,12 @@ struct Pool {
 
 impl Pool {
     fn take(&mut self, len: usize) -> Frame {
-        let buf = self.free.pop().unwrap_or_else(|| vec![0; self.frame_size]);
+        let buf = self
+            .free
+            .pop()
+            .unwrap_or_else(|| vec![0; VNET_HDR_LEN + self.frame_size]);
         Frame {
-            len: len.min(buf.len()),
+            len: len.min(self.frame_size),
             buf,
         }
     }
@@ -155,9 +183,10 @@ impl phy::Device for Frames {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = self.mtu + 14;
         caps.max_burst_size = Some(TX_QUEUE_MAX);
-        // The container's kernel checksums what it sends to a TAP (a TAP
-        // offers no offloads), so verifying again here only costs a pass
-        // over every byte; what we send is checksummed.
+        // Nothing from the container is verified: its kernel leaves TCP and
+        // UDP checksums undone (the TAP offers checksum offload, and a
+        // virtual wire cannot corrupt), and what it does compute would only
+        // cost a pass over every byte here. What we send is checksummed.
         let mut checksum = ChecksumCapabilities::default();
         checksum.ipv4 = Checksum::Tx;
         checksum.tcp = Checksum::Tx;
