@@ -298,7 +298,7 @@ impl EventLoop {
     /// Writes smoltcp's frames; returns whether any was written.
     fn write_tap(&mut self) -> bool {
         let mut wrote = false;
-        while let Some(mut frame) = self.stack.pop_tx() {
+        while let Some(frame) = self.stack.pop_tx() {
             // A full TAP queue or a down link drops the frame, as a wire
             // would; TCP retransmits.
             let _ = self.tap.write(frame.tap_data());
