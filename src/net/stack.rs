@@ -328,9 +328,12 @@ impl Stack {
             if let smoltcp::socket::Socket::Tcp(mut socket) = self.sockets.remove(handle)
                 && self.spare.len() < SPARE_TCP_SOCKETS
             {
-                // Closed without a segment (it has left the set); the next
-                // listen or connect resets its state and empties its buffers,
-                // and keeps the options set in `new_tcp_socket`.
+                // Closed without a segment (it has left the set). The next
+                // listen or connect resets the connection state (sequence
+                // numbers, windows, timers, buffers) and keeps the options
+                // set in `new_tcp_socket`; what smoltcp leaves (duplicate-ACK
+                // tracking, a fast-retransmit flag) is overwritten by the new
+                // connection's first ACKs or at worst resends unacked data.
                 socket.abort();
                 self.spare.push(socket);
             }
