@@ -115,6 +115,13 @@ cleanup() {
     if [[ -n $have_podman ]]; then
         "${podman[@]}" rm -f -t 0 nb-rlk nb-slirp >/dev/null 2>&1 || true
     fi
+    # pasta's command outlives pasta. It is pid 1 of pasta's pid namespace,
+    # which ignores SIGTERM from outside, hence SIGKILL; that takes the rest
+    # of the namespace with it.
+    if [[ -n ${pasta_pid:-} ]]; then
+        local child
+        for child in $(pgrep -P "$pasta_pid"); do kill -KILL "$child" 2>/dev/null || true; done
+    fi
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     rm -rf "$work"
 }
