@@ -9,6 +9,8 @@ mod util;
 
 #[path = "cli/archive.rs"]
 mod archive;
+#[path = "cli/bearer.rs"]
+mod bearer;
 #[path = "cli/build.rs"]
 mod build;
 #[path = "cli/exec.rs"]
@@ -25,6 +27,12 @@ mod logs;
 mod misc;
 #[path = "cli/network.rs"]
 mod network;
+#[path = "cli/network_far.rs"]
+mod network_far;
+#[path = "cli/network_ipv6.rs"]
+mod network_ipv6;
+#[path = "cli/owners.rs"]
+mod owners;
 #[path = "cli/ps.rs"]
 mod ps;
 #[path = "cli/registry.rs"]
@@ -35,5 +43,9 @@ mod run;
 mod security;
 #[path = "cli/storage.rs"]
 mod storage;
+#[path = "cli/tls.rs"]
+mod tls;
+#[path = "cli/token_server.rs"]
+mod token_server;
 #[path = "cli/webapp.rs"]
 mod webapp;

@@ -748,6 +748,10 @@ impl Builder<'_> {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Directory);
             h.set_mode(0o755);
+            // Root's, as Docker makes them; the store keeps owners, so
+            // the header must name one.
+            h.set_uid(0);
+            h.set_gid(0);
             h.set_size(0);
             h.set_mtime(changes::source_date_epoch().unwrap_or(0));
             b.append_data(&mut h, format!("{}/", path.display()), io::empty())?;

@@ -39,6 +39,7 @@ pub fn run(root: Option<PathBuf>, runroot: Option<PathBuf>, a: &InfoArgs) -> Res
         Err(_) => (0, 0),
     };
     let features = probe::features();
+    let ping = crate::net::probe_ping();
     let uname = nix::sys::utsname::uname()?;
     let kernel = uname.release().to_string_lossy().into_owned();
     let map_text = |m: &[crate::sandbox::idmap::IdMap]| {
@@ -70,8 +71,9 @@ pub fn run(root: Option<PathBuf>, runroot: Option<PathBuf>, a: &InfoArgs) -> Res
                 println!("  unusable: {e}");
             }
             println!(
-                "Network: none (loopback only) or host; userspace networking is not built yet"
+                "Network: slirp4netns (the default: burrow's userspace network, 10.0.2.100/24 via 10.0.2.2), none or host"
             );
+            println!("  ping: {}", ping.detail);
             println!("Containers: {total} ({running} running)");
             println!("Kernel features:");
             for f in &features {
@@ -92,6 +94,10 @@ pub fn run(root: Option<PathBuf>, runroot: Option<PathBuf>, a: &InfoArgs) -> Res
                 "StorageDriver": container::rootfs::choose(configured_driver()?, &[])?.0.name(),
                 "DataRoot": data,
                 "RuntimeRoot": runtime,
+                "Network": {
+                    "Default": "slirp4netns",
+                    "Ping": { "Available": ping.available, "Detail": ping.detail },
+                },
                 "Containers": total,
                 "ContainersRunning": running,
                 "Features": features,

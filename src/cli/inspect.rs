@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::container::{self, record::Record, record::Status};
 use crate::paths::Dirs;
-use crate::store::{Image, Store};
+use crate::store::{Image, Store, docker_fields};
 
 /// Show low-level details of containers or images as JSON
 #[derive(Args, Debug)]
@@ -123,20 +123,28 @@ fn container_value(dirs: &Dirs, r: &Record, s: &Status) -> Value {
 }
 
 fn image_json(dirs: &Dirs, name: &str) -> Result<Value> {
-    let img = Store::open(dirs)?.resolve(name)?;
-    Ok(image_value(&img))
+    let store = Store::open(dirs)?;
+    let img = store.resolve(name)?;
+    let digests = store.repo_digests()?.remove(&img.id).unwrap_or_default();
+    Ok(image_value(&img, &digests))
 }
 
-fn image_value(img: &Image) -> Value {
+fn image_value(img: &Image, repo_digests: &[String]) -> Value {
     let cfg = &img.config;
+    // The OCI config, with Docker's Healthcheck, OnBuild and Shell fields as
+    // `docker image inspect` shows them.
+    let mut full = serde_json::to_value(cfg).unwrap_or_default();
+    docker_fields(&mut full);
     json!({
         "Id": format!("sha256:{}", img.id),
         "RepoTags": img.repo_tags,
+        "RepoDigests": repo_digests,
         "Created": img.created,
+        "Author": cfg.author(),
         "Size": img.size,
         "Architecture": cfg.architecture().to_string(),
         "Os": cfg.os().to_string(),
-        "Config": cfg.config(),
+        "Config": full.get("config"),
         "RootFS": cfg.rootfs(),
         "History": cfg.history(),
     })

@@ -12,8 +12,9 @@ use crate::registry::{self, Credentials, Output, PullOptions, PushOptions, Trans
 /// Options shared by the commands that talk to a registry.
 #[derive(Args, Debug, Clone)]
 pub struct TransportArgs {
-    /// Require HTTPS with a verified certificate; false allows plain HTTP to any registry
-    /// [default: true, except for registries on loopback]
+    /// true: HTTPS with a certificate the system's CA store (or
+    /// ~/.config/burrow/certs.d/REGISTRY/) trusts; false: HTTPS unchecked, or plain HTTP
+    /// [default: true, except for registries on loopback and insecure_registries]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub tls_verify: Option<bool>,
 }

@@ -20,6 +20,9 @@ pub struct StoreHelperArgs {
 pub enum HelperCommand {
     /// Unpack a plain tar stream from stdin into DEST, keeping owners
     Unpack { dest: PathBuf },
+    /// Write DIR's contents as a tar stream to stdout, with the owners as
+    /// the namespace sees them
+    Pack { dir: PathBuf },
     /// Remove PATH and everything below it
     Remove { path: PathBuf },
 }
@@ -32,6 +35,7 @@ pub fn run(a: StoreHelperArgs) -> Result<i32> {
         &ids.gid_map,
         || match &a.command {
             HelperCommand::Unpack { dest } => store::helper_unpack(dest),
+            HelperCommand::Pack { dir } => store::helper_pack(dir),
             HelperCommand::Remove { path } => store::helper_remove(path),
         },
     )?;

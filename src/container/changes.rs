@@ -20,6 +20,9 @@
 //! items as an OCI layer: OCI whiteouts, owners as the container sees them,
 //! mtimes clamped to `SOURCE_DATE_EPOCH` when it is set.
 //!
+//! Owners are the container's: where the store recorded a file's owner in
+//! its `user.burrow.owner` xattr (one id mapped), that owner, else `stat`'s.
+//!
 //! Files the container's users created belong to subordinate ids the caller
 //! may not read, so [`diff`] and [`export_layer`] do the reading as root of
 //! a user namespace with the container's own maps: there, `stat` shows the
@@ -366,8 +369,12 @@ fn append_node<W: Write>(
     let mtime = meta.mtime().max(0) as u64;
     header.set_mtime(epoch.map_or(mtime, |e| mtime.min(e)));
     header.set_mode(meta.mode() & 0o7777);
-    header.set_uid(u64::from(meta.uid()));
-    header.set_gid(u64::from(meta.gid()));
+    // With one id, a file's owner from the image is in an xattr (copy-up
+    // keeps it); stat would say 0:0.
+    let (uid, gid) = crate::store::recorded_owner(full)
+        .map_or((meta.uid().into(), meta.gid().into()), |(u, g, _)| (u, g));
+    header.set_uid(uid);
+    header.set_gid(gid);
     let ft = meta.file_type();
     if ft.is_dir() {
         header.set_entry_type(tar::EntryType::Directory);

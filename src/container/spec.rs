@@ -20,7 +20,8 @@ use crate::sandbox::plan::{
 };
 
 /// The container's side of the userspace network, slirp4netns's layout:
-/// 10.0.2.100/24, gateway 10.0.2.2 (the host), DNS 10.0.2.3, MTU 65520.
+/// 10.0.2.100/24, gateway 10.0.2.2 (the host), DNS 10.0.2.3, MTU 65520;
+/// fd00::100/64 via fd00::2 with the same roles over IPv6.
 pub fn slirp_tap() -> TapPlan {
     TapPlan {
         name: "tap0".into(),
@@ -28,6 +29,11 @@ pub fn slirp_tap() -> TapPlan {
         prefix: 24,
         gateway: std::net::Ipv4Addr::new(10, 0, 2, 2),
         mtu: 65520,
+        ipv6: Some((
+            std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100),
+            64,
+            std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+        )),
     }
 }
 

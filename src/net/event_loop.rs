@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant as StdInstant};
 
@@ -26,6 +26,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::State;
 use smoltcp::time::Instant;
 
+use super::icmp::{Outcome, Pinger};
 use super::publish::HostSocket;
 use super::stack::{self, Datagram, DatagramKind, Event, Stack};
 use super::{BoundPorts, NetConfig, NetError, PortMapping};
@@ -33,6 +34,8 @@ use super::{BoundPorts, NetConfig, NetError, PortMapping};
 const TAP: Token = Token(0);
 const STOP: Token = Token(1);
 const PORT_BASE: usize = 2;
+/// Echo sockets (see icmp.rs); published ports stay below.
+const PING_BASE: usize = 1 << 19;
 const FLOW_BASE: usize = 1 << 20;
 /// TAP frames read per turn before smoltcp gets to run.
 const RX_BATCH: usize = 64;
@@ -83,9 +86,9 @@ struct TcpFlow {
 
 struct UdpFlow {
     socket: UdpSocket,
-    key: (u16, SocketAddrV4),
+    key: (u16, SocketAddr),
     /// Replies reach the container from here (the destination it used).
-    nat_src: SocketAddrV4,
+    nat_src: SocketAddr,
     last_active: StdInstant,
     idle: Duration,
 }
@@ -113,9 +116,10 @@ pub struct EventLoop {
     flows: Vec<Option<Flow>>,
     free: Vec<usize>,
     pending: HashMap<u64, usize>,
-    udp_out: HashMap<(u16, SocketAddrV4), usize>,
+    udp_out: HashMap<(u16, SocketAddr), usize>,
     /// (container port, client as the container sees it) → client.
-    udp_in: HashMap<(u16, SocketAddrV4), InboundUdp>,
+    udp_in: HashMap<(u16, SocketAddr), InboundUdp>,
+    pinger: Pinger,
     tap_readable: bool,
     datagram: Vec<u8>,
     last_sweep: StdInstant,
@@ -192,6 +196,7 @@ impl EventLoop {
             pending: HashMap::new(),
             udp_out: HashMap::new(),
             udp_in: HashMap::new(),
+            pinger: Pinger::new(PING_BASE),
             tap_readable: true,
             datagram: vec![0; 65536],
             last_sweep: start,
@@ -222,6 +227,7 @@ impl EventLoop {
                         event.is_readable() || event.is_read_closed() || event.is_error(),
                         event.is_writable() || event.is_write_closed(),
                     ),
+                    Token(t) if t >= PING_BASE => self.ping_replies(Token(t)),
                     Token(t) => self.port_event(t - PORT_BASE),
                 }
             }
@@ -240,7 +246,8 @@ impl EventLoop {
             let tick = OPENING_GRACE / 4;
             timeout = Some(timeout.map_or(tick, |t| t.min(tick)));
         }
-        if self.flows.len() > self.free.len() || !self.udp_in.is_empty() {
+        if self.flows.len() > self.free.len() || !self.udp_in.is_empty() || !self.pinger.is_empty()
+        {
             let sweep = SWEEP_EVERY.saturating_sub(self.last_sweep.elapsed());
             timeout = Some(timeout.map_or(sweep, |t| t.min(sweep)));
         }
@@ -506,8 +513,8 @@ impl EventLoop {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
-            let seen = SocketAddrV4::new(
-                stack::visible_source(client.ip(), !self.cfg.keep_gateway_source),
+            let seen = SocketAddr::new(
+                stack::visible_source(client.ip(), !self.cfg.keep_gateway_source).into(),
                 client.port(),
             );
             if self.udp_in.len() < MAX_UDP_FLOWS || self.udp_in.contains_key(&(port, seen)) {
@@ -545,16 +552,46 @@ impl EventLoop {
 
     /// A datagram the container sent to somewhere outside.
     fn datagram_out(&mut self, dgram: Datagram) {
-        if let DatagramKind::Udp { src, dst, payload } = &dgram.kind {
-            self.udp_out(*src, *dst, &dgram.frame.data()[payload.clone()]);
+        match &dgram.kind {
+            DatagramKind::Udp { src, dst, payload } => {
+                self.udp_out(*src, *dst, &dgram.frame.data()[payload.clone()]);
+            }
+            DatagramKind::Echo {
+                dst,
+                ident,
+                seq,
+                data,
+            } => {
+                let dst = *dst;
+                // Only outside addresses; the gateway's pings never get here.
+                let outside = stack::nat_destination((dst, 0).into(), false, None, false);
+                if outside.is_some() {
+                    let data = &dgram.frame.data()[data.clone()];
+                    let registry = self.poll.registry();
+                    if self.pinger.send(registry, dst, *ident, *seq, data) == Outcome::Denied {
+                        // The host forbids this user ICMP echo sockets
+                        // (net.ipv4.ping_group_range): say so at once.
+                        return self.stack.refuse(dgram.frame);
+                    }
+                }
+            }
         }
-        // Echo requests to other hosts need an unprivileged ICMP socket;
-        // without one the request is dropped and ping times out.
         self.stack.recycle(dgram.frame);
     }
 
-    fn udp_out(&mut self, src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) {
-        if *src.ip() != stack::CONTAINER_IP {
+    /// Echo replies from the host, back to the container.
+    fn ping_replies(&mut self, token: Token) {
+        let Some(slot) = self.pinger.slot(token) else {
+            return;
+        };
+        let stack = &mut self.stack;
+        self.pinger.receive(slot, |reply| {
+            stack.echo_reply(reply.from, reply.ident, reply.seq, reply.data);
+        });
+    }
+
+    fn udp_out(&mut self, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        if src.ip() != stack::CONTAINER_IP && src.ip() != stack::CONTAINER_IP6 {
             return;
         }
         // A reply to a -p client?
@@ -579,7 +616,7 @@ impl EventLoop {
         }
     }
 
-    fn open_udp(&mut self, key: (u16, SocketAddrV4)) -> Option<usize> {
+    fn open_udp(&mut self, key: (u16, SocketAddr)) -> Option<usize> {
         if self.udp_out.len() >= MAX_UDP_FLOWS {
             return None;
         }
@@ -591,7 +628,7 @@ impl EventLoop {
         };
         let socket = UdpSocket::bind(SocketAddr::new(any, 0)).ok()?;
         socket.connect(to).ok()?;
-        let idle = if *key.1.ip() == stack::DNS_IP {
+        let idle = if key.1.ip() == stack::DNS_IP || key.1.ip() == stack::DNS_IP6 {
             DNS_IDLE
         } else {
             UDP_IDLE
@@ -661,6 +698,7 @@ impl EventLoop {
         }
         self.udp_in
             .retain(|_, inbound| inbound.last_active.elapsed() <= UDP_IDLE);
+        self.pinger.sweep(self.poll.registry());
     }
 }
 

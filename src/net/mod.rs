@@ -5,7 +5,8 @@
 //! # Theory of operation
 //!
 //! The sandbox creates `tap0` inside the container's network namespace
-//! (10.0.2.100/24, default route via 10.0.2.2, MTU 65520) and hands its file
+//! (10.0.2.100/24 and fd00::100/64, default routes via 10.0.2.2 and fd00::2,
+//! MTU 65520) and hands its file
 //! descriptor to the supervisor, which calls [`run`] on a thread of its own.
 //! From then on every Ethernet frame the container sends arrives here, and
 //! every frame it receives is written here:
@@ -26,7 +27,10 @@
 //! the gateway 10.0.2.2 answers ARP and ping and stands for the host's
 //! loopback (unless `allow_host_loopback` is off); 10.0.2.3 is a DNS
 //! forwarder to the host's resolvers; any other destination is reached
-//! through a host socket to that same address (outbound NAT).
+//! through a host socket to that same address (outbound NAT). IPv6 has the
+//! same roles where the kernel has it: fd00::2 is the host's ::1, fd00::3
+//! the resolver, any other outside address itself; smoltcp answers
+//! neighbour solicitation for both.
 //!
 //! - **Outbound TCP.** A SYN from the container to a new (address, port) is
 //!   held while a non-blocking host connect runs. On success a smoltcp socket
@@ -35,6 +39,11 @@
 //!   socket, and smoltcp answers with a RST, so clients fail fast. Data is
 //!   then spliced between the smoltcp socket and the host stream; the
 //!   bounded socket buffers and TCP windows are the only queues.
+//! - **Ping.** Echo requests to the gateway (and 10.0.2.3) are answered
+//!   here; to any other outside address they leave through the host's
+//!   unprivileged ICMP echo sockets (`icmp.rs`), where
+//!   `net.ipv4.ping_group_range` allows them, and are refused with an ICMP
+//!   "administratively prohibited" where it does not.
 //! - **Outbound UDP and DNS.** Datagrams never enter smoltcp: the stack
 //!   hands them to the loop, which keeps one connected host socket per
 //!   (container port, destination) and sends replies back with the original
@@ -43,7 +52,10 @@
 //!   ([`bind_ports`]). An accepted client becomes a smoltcp client socket
 //!   whose local address is the client's real address (a loopback client
 //!   shows as the gateway, since the container's kernel would drop a
-//!   127.0.0.0/8 source), connecting to 10.0.2.100:containerPort.
+//!   127.0.0.0/8 source), connecting to 10.0.2.100:containerPort. A port
+//!   published on every address is bound on `[::]` too; its IPv6 clients
+//!   also enter over IPv4 (shown as the gateway), as Docker's proxy does,
+//!   so servers that listen on 0.0.0.0 only still get them.
 //! - **Limits.** Flows are capped in number and each TCP socket has fixed
 //!   buffers, so memory is bounded; idle flows expire; malformed frames are
 //!   dropped; host I/O errors end the one flow they belong to.
@@ -51,6 +63,7 @@
 mod config;
 mod device;
 mod event_loop;
+mod icmp;
 mod publish;
 mod stack;
 mod wire;
@@ -58,6 +71,7 @@ mod wire;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 
+pub use icmp::{PingSupport, probe as probe_ping};
 pub use publish::{BoundPorts, bind_ports, parse_publish};
 
 /// `-p [ip:]hostPort[-end]:containerPort[-end][/tcp|/udp]` and `-P` results.

@@ -3,7 +3,13 @@
 //! while nothing is started yet.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt, socket,
+    sockopt,
+};
 
 use super::{NetError, PortMapping, Protocol};
 
@@ -106,29 +112,103 @@ impl BoundPorts {
 /// starts: a clear error for a port in use, and for a port below
 /// net.ipv4.ip_unprivileged_port_start. Returns the bound sockets with
 /// host_port filled in for port-0 mappings.
+///
+/// A mapping on every address (0.0.0.0, the default) is bound on the
+/// host's IPv6 addresses too (`[::]`, the same port), as Docker does, so a
+/// client that connects over IPv6 (`localhost` often resolves to `::1`
+/// first) reaches the container; a host without IPv6 keeps only the IPv4
+/// socket.
 pub fn bind_ports(maps: &[PortMapping]) -> Result<BoundPorts, NetError> {
     let mut bound = BoundPorts::default();
     for map in maps {
-        let addr = SocketAddr::new(map.host_ip, map.host_port);
-        let socket = match map.protocol {
-            Protocol::Tcp => TcpListener::bind(addr).map(HostSocket::Tcp),
-            Protocol::Udp => UdpSocket::bind(addr).map(HostSocket::Udp),
+        let (map, socket) = bind_one(map)?;
+        let also_v6 = map.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        bound.ports.push((map.clone(), socket));
+        if also_v6 {
+            let v6 = PortMapping {
+                host_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                ..map
+            };
+            match bind_one(&v6) {
+                Ok(pair) => bound.ports.push(pair),
+                Err(NetError::Bind { source, .. }) if no_ipv6(&source) => {}
+                Err(err) => return Err(err),
+            }
         }
-        .map_err(|err| bind_error(addr, map.protocol, err))?;
-        let local = match &socket {
-            HostSocket::Tcp(listener) => listener.local_addr(),
-            HostSocket::Udp(udp) => udp.local_addr(),
-        }
-        .map_err(|source| NetError::Bind {
-            addr,
-            protocol: map.protocol,
-            source,
-        })?;
-        let mut map = map.clone();
-        map.host_port = local.port();
-        bound.ports.push((map, socket));
     }
     Ok(bound)
+}
+
+/// Binds one mapping; the mapping with the port the kernel chose.
+fn bind_one(map: &PortMapping) -> Result<(PortMapping, HostSocket), NetError> {
+    let addr = SocketAddr::new(map.host_ip, map.host_port);
+    let socket = match map.protocol {
+        Protocol::Tcp => bind_tcp(addr).map(HostSocket::Tcp),
+        Protocol::Udp => bind_udp(addr).map(HostSocket::Udp),
+    }
+    .map_err(|err| bind_error(addr, map.protocol, err))?;
+    let local = match &socket {
+        HostSocket::Tcp(listener) => listener.local_addr(),
+        HostSocket::Udp(udp) => udp.local_addr(),
+    }
+    .map_err(|source| NetError::Bind {
+        addr,
+        protocol: map.protocol,
+        source,
+    })?;
+    let mut map = map.clone();
+    map.host_port = local.port();
+    Ok((map, socket))
+}
+
+/// The host has no IPv6 (disabled, or no address to bind).
+fn no_ipv6(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
+    )
+}
+
+/// An IPv6 socket serves IPv6 only, so `[::]` and `0.0.0.0` can be bound
+/// side by side whatever net.ipv6.bindv6only says.
+fn v6only<S: std::os::fd::AsFd>(socket: &S, addr: SocketAddr) -> io::Result<()> {
+    if addr.is_ipv6() {
+        setsockopt(socket, sockopt::Ipv6V6Only, &true).map_err(io::Error::from)?;
+    }
+    Ok(())
+}
+
+/// `TcpListener::bind`, with IPV6_V6ONLY set before the bind.
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    if addr.is_ipv4() {
+        return TcpListener::bind(addr);
+    }
+    let socket = new_socket(addr, SockType::Stream)?;
+    v6only(&socket, addr)?;
+    setsockopt(&socket, sockopt::ReuseAddr, &true).map_err(io::Error::from)?;
+    bind(socket.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(io::Error::from)?;
+    listen(&socket, Backlog::MAXCONN).map_err(io::Error::from)?;
+    Ok(TcpListener::from(socket))
+}
+
+/// `UdpSocket::bind`, with IPV6_V6ONLY set before the bind.
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    if addr.is_ipv4() {
+        return UdpSocket::bind(addr);
+    }
+    let socket = new_socket(addr, SockType::Datagram)?;
+    v6only(&socket, addr)?;
+    bind(socket.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(io::Error::from)?;
+    Ok(UdpSocket::from(socket))
+}
+
+fn new_socket(addr: SocketAddr, kind: SockType) -> io::Result<OwnedFd> {
+    let family = if addr.is_ipv6() {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    socket(family, kind, SockFlag::SOCK_CLOEXEC, None).map_err(io::Error::from)
 }
 
 fn bind_error(addr: SocketAddr, protocol: Protocol, err: io::Error) -> NetError {
@@ -228,6 +308,32 @@ mod tests {
         let err = bind_ports(&again).unwrap_err();
         assert!(matches!(err, NetError::PortInUse { .. }), "{err}");
         assert!(err.to_string().contains("already in use"));
+    }
+
+    #[test]
+    fn every_address_means_ipv6_too_on_the_same_port() {
+        let bound = bind_ports(&parse_publish("80").unwrap()).unwrap();
+        let maps = bound.mappings();
+        if std::net::TcpListener::bind("[::1]:0").is_err() {
+            assert_eq!(maps.len(), 1, "no IPv6 here: {maps:?}");
+            return;
+        }
+        let ips: Vec<IpAddr> = maps.iter().map(|m| m.host_ip).collect();
+        let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        assert_eq!(ips, vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), any6]);
+        assert_eq!(maps[0].host_port, maps[1].host_port);
+        // The IPv6 socket takes IPv6 clients, and only those.
+        let HostSocket::Tcp(v6) = &bound.ports[1].1 else {
+            panic!("not TCP")
+        };
+        std::net::TcpStream::connect(("::1", maps[1].host_port)).unwrap();
+        assert_eq!(
+            v6.accept().unwrap().1.ip(),
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        // A named address is bound alone.
+        let one = bind_ports(&parse_publish("127.0.0.1::80").unwrap()).unwrap();
+        assert_eq!(one.mappings().len(), 1);
     }
 
     #[test]

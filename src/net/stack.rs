@@ -5,7 +5,7 @@
 //! an [`Event`] (TCP) or returned as a [`Datagram`] (UDP, echo).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -23,6 +23,10 @@ pub const DEFAULT_MTU: usize = 65520;
 pub const CONTAINER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
 pub const GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 pub const DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+/// The same roles over IPv6, on fd00::/64.
+pub const CONTAINER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+pub const GATEWAY_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+pub const DNS_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3);
 /// The gateway's MAC, as slirp4netns's (52:55 + the address).
 pub const GATEWAY_MAC: EthernetAddress = EthernetAddress([0x52, 0x55, 10, 0, 2, 2]);
 /// At most this many TCP connections at once (pending ones included).
@@ -37,6 +41,8 @@ const TCP_BUFFER: usize = 512 * 1024;
 /// ring only reads what it wrote). Few are kept, since each may hold its
 /// megabyte resident.
 const SPARE_TCP_SOCKETS: usize = 8;
+/// Datagrams held while the container's MAC is being asked for.
+const MAX_HELD: usize = 16;
 
 /// A host socket the stack needs made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,12 +63,12 @@ pub struct Datagram {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatagramKind {
     Udp {
-        src: SocketAddrV4,
-        dst: SocketAddrV4,
+        src: SocketAddr,
+        dst: SocketAddr,
         payload: Range<usize>,
     },
     Echo {
-        dst: Ipv4Addr,
+        dst: IpAddr,
         ident: u16,
         seq: u16,
         data: Range<usize>,
@@ -73,34 +79,54 @@ pub enum DatagramKind {
 #[derive(Debug)]
 struct Pending {
     frame: Frame,
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
+    local: SocketAddr,
+    remote: SocketAddr,
 }
 
 /// (container-side endpoint, our endpoint) of a TCP connection.
-type FlowKey = (SocketAddrV4, SocketAddrV4);
+type FlowKey = (SocketAddr, SocketAddr);
 
-/// Where a container's outbound connection or datagram really goes.
+/// Where a container's outbound connection or datagram really goes: the
+/// gateway is the host's loopback (of the same family), the DNS address the
+/// host's resolver, the container's own network nowhere, the rest itself.
 pub fn nat_destination(
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     allow_host_loopback: bool,
     dns: Option<SocketAddr>,
     udp: bool,
 ) -> Option<SocketAddr> {
-    let ip = *dst.ip();
-    if ip == GATEWAY_IP {
-        return allow_host_loopback
-            .then(|| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), dst.port()));
+    let ip = dst.ip();
+    if ip == GATEWAY_IP || ip == GATEWAY_IP6 {
+        let loopback = match ip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        };
+        return allow_host_loopback.then_some(SocketAddr::new(loopback, dst.port()));
     }
-    if ip == DNS_IP {
+    if ip == DNS_IP || ip == DNS_IP6 {
         return (udp && dst.port() == 53).then_some(dns).flatten();
     }
-    let internal = ip.octets()[..3] == [10, 0, 2];
-    if internal || ip.is_broadcast() || ip.is_multicast() || ip.is_unspecified() || ip.is_loopback()
-    {
-        return None;
-    }
-    Some(SocketAddr::V4(dst))
+    let outside = match ip {
+        IpAddr::V4(ip) => {
+            ip.octets()[..3] != [10, 0, 2]
+                && !(ip.is_broadcast()
+                    || ip.is_multicast()
+                    || ip.is_unspecified()
+                    || ip.is_loopback())
+        }
+        IpAddr::V6(ip) => {
+            ip.segments()[..4] != [0xfd00, 0, 0, 0]
+                && (ip.segments()[0] & 0xffc0) != 0xfe80
+                && !(ip.is_multicast() || ip.is_unspecified() || ip.is_loopback())
+                && ip.to_ipv4_mapped().is_none()
+        }
+    };
+    outside.then_some(dst)
+}
+
+/// Whether `ip` is the container's own address (of either family).
+fn is_container(ip: IpAddr) -> bool {
+    ip == CONTAINER_IP || ip == CONTAINER_IP6
 }
 
 pub struct Stack {
@@ -108,6 +134,8 @@ pub struct Stack {
     sockets: SocketSet<'static>,
     dev: Frames,
     container_mac: Option<EthernetAddress>,
+    /// Datagrams for the container that wait for its MAC (see [`Stack::hold`]).
+    held: Vec<Frame>,
     allow_host_loopback: bool,
     flows: HashMap<FlowKey, SocketHandle>,
     keys: HashMap<SocketHandle, FlowKey>,
@@ -127,6 +155,11 @@ impl Stack {
         let mut iface = Interface::new(config, &mut dev, now);
         iface.update_ip_addrs(|addrs| {
             let _ = addrs.push(IpCidr::new(GATEWAY_IP.into(), 24));
+            let _ = addrs.push(IpCidr::new(GATEWAY_IP6.into(), 64));
+            // fd00::3 is on the container's link, so it is asked for by
+            // neighbour solicitation, which smoltcp answers only for its own
+            // addresses (10.0.2.3 needs no such entry: any_ip answers ARP).
+            let _ = addrs.push(IpCidr::new(DNS_IP6.into(), 64));
         });
         // Accept packets for every address: each one is a NAT destination.
         iface.set_any_ip(true);
@@ -135,6 +168,7 @@ impl Stack {
             sockets: SocketSet::new(Vec::new()),
             dev,
             container_mac: None,
+            held: Vec::new(),
             allow_host_loopback,
             flows: HashMap::new(),
             keys: HashMap::new(),
@@ -174,16 +208,25 @@ impl Stack {
             return None;
         };
         match inspected {
-            Inspected::NotIpv4 {
+            Inspected::NotIp {
                 ethertype: EthernetProtocol::Arp,
-            } => self.dev.push_rx(frame),
-            Inspected::NotIpv4 { .. } | Inspected::Other => self.dev.recycle(frame),
+            } => {
+                if let Some((mac, ip)) = wire::arp_sender(frame.data()) {
+                    self.learn(mac, ip.into());
+                }
+                self.dev.push_rx(frame);
+            }
+            Inspected::Ndp { src } => {
+                self.learn(src_mac, src.into());
+                self.dev.push_rx(frame);
+            }
+            Inspected::NotIp { .. } | Inspected::Other => self.dev.recycle(frame),
             Inspected::Tcp { src, dst, syn_only } => {
-                self.learn(src_mac, *src.ip());
+                self.learn(src_mac, src.ip());
                 self.tcp_ingress(frame, src, dst, syn_only);
             }
             Inspected::Udp { src, dst, payload } => {
-                self.learn(src_mac, *src.ip());
+                self.learn(src_mac, src.ip());
                 return Some(Datagram {
                     frame,
                     kind: DatagramKind::Udp { src, dst, payload },
@@ -197,7 +240,14 @@ impl Stack {
                 data,
             } => {
                 self.learn(src_mac, src);
-                if dst == GATEWAY_IP || dst == DNS_IP {
+                if [
+                    GATEWAY_IP.into(),
+                    DNS_IP.into(),
+                    GATEWAY_IP6.into(),
+                    DNS_IP6.into(),
+                ]
+                .contains(&dst)
+                {
                     let payload = frame.data()[data].to_vec();
                     self.echo_reply(dst, ident, seq, &payload);
                     self.dev.recycle(frame);
@@ -218,13 +268,17 @@ impl Stack {
     }
 
     /// The container's MAC is that of its frames from its own address.
-    fn learn(&mut self, mac: EthernetAddress, ip: Ipv4Addr) {
-        if ip == CONTAINER_IP && mac.is_unicast() {
+    fn learn(&mut self, mac: EthernetAddress, ip: IpAddr) {
+        if is_container(ip) && mac.is_unicast() {
             self.container_mac = Some(mac);
+            for mut frame in std::mem::take(&mut self.held) {
+                wire::set_destination_mac(frame.data_mut(), mac);
+                self.dev.push_tx(frame);
+            }
         }
     }
 
-    fn tcp_ingress(&mut self, frame: Frame, src: SocketAddrV4, dst: SocketAddrV4, syn_only: bool) {
+    fn tcp_ingress(&mut self, frame: Frame, src: SocketAddr, dst: SocketAddr, syn_only: bool) {
         let key = (src, dst);
         if !syn_only || self.flows.contains_key(&key) {
             return self.dev.push_rx(frame);
@@ -235,7 +289,7 @@ impl Stack {
         }
         let target = nat_destination(dst, self.allow_host_loopback, None, false);
         match target {
-            Some(to) if *src.ip() == CONTAINER_IP && self.tcp_flow_count() < MAX_TCP_FLOWS => {
+            Some(to) if is_container(src.ip()) && self.tcp_flow_count() < MAX_TCP_FLOWS => {
                 let id = self.next_id;
                 self.next_id += 1;
                 self.pending.insert(
@@ -291,11 +345,9 @@ impl Stack {
         if self.tcp_flow_count() >= MAX_TCP_FLOWS {
             return None;
         }
-        let remote = SocketAddrV4::new(CONTAINER_IP, port);
-        let mut local = SocketAddrV4::new(
-            visible_source(client.ip(), real_source),
-            client.port().max(1),
-        );
+        let remote = SocketAddr::new(CONTAINER_IP.into(), port);
+        let source = visible_source(client.ip(), real_source);
+        let mut local = SocketAddr::new(source.into(), client.port().max(1));
         // Two clients may look alike once mapped (127.0.0.1 and 127.0.0.2
         // are both the gateway): pick another port then.
         let mut tries = 0u32;
@@ -357,12 +409,11 @@ impl Stack {
         self.sockets.get_mut::<tcp::Socket>(handle)
     }
 
-    /// Sends a datagram to the container's `port`, from `from`.
-    pub fn udp_to_container(&mut self, from: SocketAddrV4, port: u16, payload: &[u8]) -> bool {
-        let Some(mac) = self.container_mac else {
-            return false;
-        };
-        let len = wire::udp_frame_len(payload.len());
+    /// Sends a datagram to the container's `port`, from `from` (to its
+    /// address of that family).
+    pub fn udp_to_container(&mut self, from: SocketAddr, port: u16, payload: &[u8]) -> bool {
+        let mac = self.container_mac.unwrap_or(EthernetAddress::BROADCAST);
+        let len = wire::udp_frame_len(from.ip(), payload.len());
         let mut frame = self.dev.frame();
         if len > frame.buffer_mut().len() {
             self.dev.recycle(frame);
@@ -373,20 +424,39 @@ impl Stack {
             frame.data_mut(),
             (GATEWAY_MAC, mac),
             from,
-            SocketAddrV4::new(CONTAINER_IP, port),
+            SocketAddr::new(container_address(from.ip()), port),
             payload,
         );
-        self.dev.push_tx(frame);
+        if self.container_mac.is_some() {
+            self.dev.push_tx(frame);
+        } else {
+            self.hold(frame);
+        }
         true
     }
 
+    /// Keeps a frame for the container until its MAC is known, and asks
+    /// for it. A `-p` UDP datagram can be the first frame between the two
+    /// sides (a server that has not sent anything yet), and UDP does not go
+    /// through smoltcp, whose neighbour cache would have asked.
+    fn hold(&mut self, frame: Frame) {
+        if self.held.len() >= MAX_HELD {
+            return self.dev.recycle(frame);
+        }
+        self.held.push(frame);
+        let mut arp = self.dev.frame();
+        arp.set_len(wire::ARP_FRAME_LEN);
+        wire::emit_arp_request(arp.data_mut(), GATEWAY_MAC, GATEWAY_IP, CONTAINER_IP);
+        self.dev.push_tx(arp);
+    }
+
     /// Sends an echo reply from `from` to the container.
-    pub fn echo_reply(&mut self, from: Ipv4Addr, ident: u16, seq: u16, data: &[u8]) {
+    pub fn echo_reply(&mut self, from: IpAddr, ident: u16, seq: u16, data: &[u8]) {
         let Some(mac) = self.container_mac else {
             return;
         };
         let mut frame = self.dev.frame();
-        let len = wire::echo_frame_len(data.len());
+        let len = wire::echo_frame_len(from, data.len());
         if len > frame.buffer_mut().len() {
             return self.dev.recycle(frame);
         }
@@ -394,11 +464,37 @@ impl Stack {
         wire::emit_echo_reply(
             frame.data_mut(),
             (GATEWAY_MAC, mac),
-            (from, CONTAINER_IP),
+            (from, container_address(from)),
             ident,
             seq,
             data,
         );
+        self.dev.push_tx(frame);
+    }
+
+    /// Answers the container's `request` (a frame it sent) with "communication
+    /// administratively prohibited" from the gateway, so a client fails
+    /// promptly instead of waiting for a reply that cannot come.
+    pub fn refuse(&mut self, request: Frame) {
+        let (Some(mac), Some(len)) = (
+            self.container_mac,
+            wire::prohibited_frame_len(request.data()),
+        ) else {
+            return self.dev.recycle(request);
+        };
+        let mut frame = self.dev.frame();
+        if len > frame.buffer_mut().len() {
+            self.dev.recycle(frame);
+            return self.dev.recycle(request);
+        }
+        frame.set_len(len);
+        wire::emit_prohibited(
+            frame.data_mut(),
+            (GATEWAY_MAC, mac),
+            GATEWAY_IP,
+            request.data(),
+        );
+        self.dev.recycle(request);
         self.dev.push_tx(frame);
     }
 
@@ -424,8 +520,10 @@ impl Stack {
 }
 
 /// The address the container sees for a `-p` client: the real one, except
-/// that loopback and IPv6 clients (which the container's kernel would drop
-/// or cannot route) are shown as the gateway, which stands for the host.
+/// that loopback and IPv6 clients (which the container's kernel would drop,
+/// or which a server listening on 0.0.0.0 only would not take) are shown as
+/// the gateway, which stands for the host: `-p` always reaches the
+/// container over IPv4, as Docker's proxy does.
 pub fn visible_source(client: IpAddr, real_source: bool) -> Ipv4Addr {
     let v4 = match client {
         IpAddr::V4(v4) => Some(v4),
@@ -444,8 +542,16 @@ pub fn visible_source(client: IpAddr, real_source: bool) -> Ipv4Addr {
     }
 }
 
-fn endpoint(addr: SocketAddrV4) -> IpEndpoint {
-    IpEndpoint::new((*addr.ip()).into(), addr.port())
+/// The container's address of the family of `peer`.
+fn container_address(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(_) => CONTAINER_IP.into(),
+        IpAddr::V6(_) => CONTAINER_IP6.into(),
+    }
+}
+
+fn endpoint(addr: SocketAddr) -> IpEndpoint {
+    IpEndpoint::new(addr.ip().into(), addr.port())
 }
 
 fn new_tcp_socket() -> tcp::Socket<'static> {

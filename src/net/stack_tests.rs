@@ -1,5 +1,6 @@
 //! The stack against a second smoltcp interface playing the container
-//! (10.0.2.100/24, default route via 10.0.2.2), frames moved by hand between
+//! (10.0.2.100/24 and fd00::100/64, default routes via 10.0.2.2 and
+//! fd00::2), frames moved by hand between
 //! the two in-memory devices, on a virtual clock.
 
 use super::*;
@@ -34,10 +35,15 @@ impl Pair {
         );
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(CONTAINER_IP.into(), 24));
+            let _ = a.push(IpCidr::new(CONTAINER_IP6.into(), 64));
         });
         iface
             .routes_mut()
             .add_default_ipv4_route(GATEWAY_IP)
+            .unwrap();
+        iface
+            .routes_mut()
+            .add_default_ipv6_route(GATEWAY_IP6)
             .unwrap();
         Pair {
             stack: Stack::new(DEFAULT_MTU, true, now),
@@ -96,7 +102,8 @@ impl Pair {
     }
 }
 
-fn v4(text: &str) -> SocketAddrV4 {
+fn v4(text: &str) -> SocketAddr {
+    // Any address; most tests use IPv4 ones.
     text.parse().unwrap()
 }
 
@@ -391,4 +398,120 @@ fn malformed_frames_are_dropped() {
     assert!(pair.stack.ingress(frame).is_none());
     pair.stack.poll(pair.now);
     assert!(pair.stack.pop_tx().is_none());
+}
+
+#[test]
+fn inbound_udp_reaches_a_container_that_has_sent_nothing_yet() {
+    let mut pair = Pair::new();
+    let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]);
+    let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]);
+    let h = pair.sockets.add(udp::Socket::new(rx, tx));
+    pair.sockets.get_mut::<udp::Socket>(h).bind(53).unwrap();
+    // The stack does not know the container's MAC: it asks by ARP and
+    // delivers the datagram once the container answered.
+    assert!(
+        pair.stack
+            .udp_to_container(v4("192.0.2.7:4000"), 53, b"hello")
+    );
+    pair.settle();
+    let mut buf = [0; 64];
+    let (n, meta) = pair
+        .sockets
+        .get_mut::<udp::Socket>(h)
+        .recv_slice(&mut buf)
+        .expect("the datagram arrived");
+    assert_eq!(&buf[..n], b"hello");
+    assert_eq!(
+        meta.endpoint,
+        IpEndpoint::new(Ipv4Address::new(192, 0, 2, 7).into(), 4000)
+    );
+}
+
+#[test]
+fn ipv6_gateway_and_resolver_are_the_hosts() {
+    let mut pair = Pair::new();
+    // TCP to fd00::2 (found by neighbour solicitation) is the host's ::1.
+    let h = pair.container_tcp();
+    pair.sockets
+        .get_mut::<tcp::Socket>(h)
+        .connect(
+            pair.iface.context(),
+            (IpAddress::from(GATEWAY_IP6), 8080),
+            40000,
+        )
+        .unwrap();
+    pair.settle();
+    let Some(Event::Connect { to, .. }) = pair.stack.take_event() else {
+        panic!("no connect event")
+    };
+    assert_eq!(to, "[::1]:8080".parse::<SocketAddr>().unwrap());
+    // UDP to fd00::3 (on the link, so asked for too) is the resolver.
+    let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]);
+    let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]);
+    let u = pair.sockets.add(udp::Socket::new(rx, tx));
+    pair.sockets.get_mut::<udp::Socket>(u).bind(5000).unwrap();
+    pair.sockets
+        .get_mut::<udp::Socket>(u)
+        .send_slice(b"query", (IpAddress::from(DNS_IP6), 53))
+        .unwrap();
+    // smoltcp sends one solicitation a second: the one for fd00::2 was just sent.
+    pair.settle();
+    pair.now += SmolDuration::from_secs(2);
+    pair.settle();
+    let (kind, payload) = pair.out.pop().expect("a datagram");
+    let DatagramKind::Udp { src, dst, .. } = kind else {
+        panic!("{kind:?}")
+    };
+    assert_eq!(
+        (src, dst, payload.as_slice()),
+        (v4("[fd00::100]:5000"), v4("[fd00::3]:53"), &b"query"[..])
+    );
+    let dns: SocketAddr = "127.0.0.53:53".parse().unwrap();
+    assert_eq!(nat_destination(dst, true, Some(dns), true), Some(dns));
+    // A reply comes back from fd00::3 over IPv6.
+    assert!(pair.stack.udp_to_container(dst, 5000, b"answer"));
+    pair.settle();
+    let mut buf = [0; 64];
+    let (n, meta) = pair
+        .sockets
+        .get_mut::<udp::Socket>(u)
+        .recv_slice(&mut buf)
+        .expect("the answer arrived");
+    assert_eq!(
+        (&buf[..n], meta.endpoint),
+        (&b"answer"[..], IpEndpoint::new(DNS_IP6.into(), 53))
+    );
+    // The container's own network and link-local addresses stay inside.
+    for inside in ["[fd00::9]:80", "[fe80::1]:80", "[::1]:80", "[ff02::1]:80"] {
+        assert_eq!(
+            nat_destination(v4(inside), true, None, false),
+            None,
+            "{inside}"
+        );
+    }
+    for outside in [
+        "[fd51::2]:80",
+        "[2001:db8::1]:0",
+        "10.251.0.2:0",
+        "10.0.3.1:0",
+    ] {
+        assert_eq!(
+            nat_destination(v4(outside), false, None, false),
+            Some(v4(outside)),
+            "{outside}"
+        );
+    }
+    for inside in [
+        "10.0.2.77:0",
+        "255.255.255.255:0",
+        "224.0.0.1:0",
+        "0.0.0.0:0",
+        "[::]:0",
+    ] {
+        assert_eq!(
+            nat_destination(v4(inside), true, None, false),
+            None,
+            "{inside}"
+        );
+    }
 }

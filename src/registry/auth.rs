@@ -16,6 +16,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -46,6 +47,61 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
         }),
         _ => None,
     }
+}
+
+/// What a registry's 401 to a request with a token says: the scope it
+/// wanted and why the token fell short (`insufficient_scope` when it lacks
+/// an action, `invalid_token` when it expired or is not trusted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refusal {
+    pub scope: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Reads a 401's `WWW-Authenticate: Bearer ...,scope="...",error="..."`.
+pub fn parse_refusal(header: &str) -> Refusal {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Refusal::default();
+    }
+    let mut params = parse_params(rest);
+    Refusal {
+        scope: params.remove("scope"),
+        error: params.remove("error"),
+    }
+}
+
+/// A bearer token and when to fetch a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The `Authorization` header value: `Bearer ...`.
+    pub header: String,
+    pub renew_at: Instant,
+}
+
+/// The token server's answer: `{"token"|"access_token", "expires_in"}`.
+/// Without `expires_in` a token lives 60 s (the distribution spec's
+/// minimum). It is renewed when 90% of its life is gone, so a request never
+/// carries one that expires on the way.
+pub fn parse_token(body: &[u8], now: Instant) -> Result<Token, String> {
+    #[derive(Deserialize)]
+    struct Answer {
+        token: Option<String>,
+        access_token: Option<String>,
+        expires_in: Option<u64>,
+    }
+    let answer: Answer = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let token = answer
+        .token
+        .or(answer.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or("an answer without a token")?;
+    let life = answer.expires_in.unwrap_or(60).max(1);
+    Ok(Token {
+        header: format!("Bearer {token}"),
+        renew_at: now + Duration::from_millis(life * 900),
+    })
 }
 
 /// `key="value", key=value` pairs; keys lowercased, quotes and `\` escapes removed.
@@ -244,6 +300,34 @@ mod tests {
         // A bearer challenge without a realm cannot be followed.
         assert_eq!(parse_challenge(r#"Bearer service="x""#), None);
         assert_eq!(parse_challenge("Negotiate abc"), None);
+    }
+
+    #[test]
+    fn a_refusal_names_the_scope_and_the_reason() {
+        assert_eq!(
+            parse_refusal(
+                r#"Bearer realm="http://a/token",service="reg",scope="repository:team/app:pull,push",error="insufficient_scope""#
+            ),
+            Refusal {
+                scope: Some("repository:team/app:pull,push".into()),
+                error: Some("insufficient_scope".into()),
+            }
+        );
+        assert_eq!(parse_refusal(r#"Basic realm="x""#), Refusal::default());
+    }
+
+    #[test]
+    fn tokens_are_renewed_before_they_expire() {
+        let now = Instant::now();
+        let t = parse_token(br#"{"token":"abc","expires_in":300}"#, now).unwrap();
+        assert_eq!(t.header, "Bearer abc");
+        assert_eq!(t.renew_at, now + Duration::from_secs(270));
+        // access_token (OAuth's name) and the 60 s default.
+        let t = parse_token(br#"{"access_token":"x"}"#, now).unwrap();
+        assert_eq!(t.header, "Bearer x");
+        assert_eq!(t.renew_at, now + Duration::from_secs(54));
+        assert!(parse_token(br#"{"token":""}"#, now).is_err());
+        assert!(parse_token(b"<html>", now).is_err());
     }
 
     #[test]

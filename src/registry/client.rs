@@ -3,35 +3,44 @@
 //! The client pings `GET /v2/` once to learn how the registry authenticates
 //! (see [`super::auth`]), then sends every request with the matching
 //! `Authorization` header: the stored credentials for Basic, a token fetched
-//! once per scope (`repository:NAME:pull` or `...:pull,push`) for Bearer.
-//! Registries on loopback speak plain HTTP, as Docker allows; others HTTPS
-//! with rustls (Mozilla's roots, bundled), unless marked insecure.
+//! once per scope (`repository:NAME:pull` or `...:pull,push`) for Bearer,
+//! and reused by every request of that scope (every blob of a pull) until
+//! it nears its `expires_in`. A token the registry refuses anyway (it
+//! expired early, or was revoked) is traded for a new one and the request
+//! sent once more; a second refusal is the answer.
+//! Registries are reached over HTTPS with rustls, verified against the
+//! system's CA store; insecure ones (loopback by default, as Docker allows)
+//! over HTTPS unverified or plain HTTP, whichever the server speaks (see
+//! [`super::tls`]).
 //!
 //! Every failure becomes a [`RegistryError`] naming what was asked for; the
 //! registry's own error code (`MANIFEST_UNKNOWN`, `DENIED`...) is kept.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use ureq::http::{self, Method, StatusCode};
 
 use super::RegistryError;
-use super::auth::{self, Challenge, Credentials};
+use super::auth::{self, Challenge, Credentials, Token};
+use super::tls::{self, Security};
 use crate::image::{DEFAULT_DOMAIN, Digest};
 
 /// How to reach a registry.
 #[derive(Debug, Clone, Default)]
 pub struct Transport {
-    /// `Some(false)`: plain HTTP even off loopback (`--tls-verify=false`).
+    /// `Some(true)`: verified HTTPS even on loopback; `Some(false)`: HTTPS
+    /// unverified or plain HTTP even off loopback (`--tls-verify=false`).
     pub tls_verify: Option<bool>,
 }
 
-/// A request body.
+/// A request body. Only borrows, so a refused request can be sent again.
+#[derive(Clone, Copy)]
 pub enum Body<'a> {
     Empty,
     Bytes(&'a [u8]),
@@ -45,13 +54,17 @@ pub struct Client {
     agent: ureq::Agent,
     /// As references spell it: `127.0.0.1:5000`, `docker.io`.
     registry: String,
-    /// `http://127.0.0.1:5000`, `https://registry-1.docker.io`.
-    base: String,
+    /// `127.0.0.1:5000`, `registry-1.docker.io`.
+    host: String,
+    security: Security,
+    /// `http://127.0.0.1:5000`, `https://registry-1.docker.io`: decided at
+    /// the first request (see [`Client::base`]).
+    base: OnceLock<String>,
     creds: Option<Credentials>,
     /// `None` until the first ping; then what `/v2/` asked for.
     challenge: Mutex<Option<Option<Challenge>>>,
-    /// Authorization header values by scope.
-    tokens: Mutex<HashMap<String, String>>,
+    /// Bearer tokens by scope.
+    tokens: Mutex<HashMap<String, Token>>,
 }
 
 impl Client {
@@ -74,24 +87,25 @@ impl Client {
         } else {
             registry
         };
-        let plain = is_loopback(host)
-            || transport.tls_verify == Some(false)
-            || super::config::insecure_registries()
-                .iter()
-                .any(|r| r == registry);
-        let scheme = if plain { "http" } else { "https" };
+        let listed = super::config::insecure_registries()
+            .iter()
+            .any(|r| r == registry);
+        let security = Security::choose(transport.tls_verify, listed, is_loopback(host));
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(120)))
             .timeout_per_read(Some(Duration::from_secs(120)))
             .user_agent(concat!("burrow/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls::config(registry, security))
             .build()
             .new_agent();
         Client {
             agent,
             registry: registry.to_string(),
-            base: format!("{scheme}://{host}"),
+            host: host.to_string(),
+            security,
+            base: OnceLock::new(),
             creds,
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
@@ -352,7 +366,24 @@ impl Client {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{path}", self.base())
+    }
+
+    /// The scheme and host. Verified registries are HTTPS. An insecure one is
+    /// asked over HTTPS once: if that fails at all (no TLS there, or nothing
+    /// on port 443 for a registry named without a port), plain HTTP is used,
+    /// and a registry down on both reports that on the real request.
+    fn base(&self) -> &str {
+        self.base.get_or_init(|| {
+            let https = format!("https://{}", self.host);
+            if self.security == Security::Verified {
+                return https;
+            }
+            match self.agent.get(format!("{https}/v2/")).call() {
+                Ok(_) => https,
+                Err(_) => format!("http://{}", self.host),
+            }
+        })
     }
 
     /// Resolves an upload `Location`, which may be relative to the registry.
@@ -378,11 +409,21 @@ impl Client {
         body: Body<'_>,
         what: &str,
     ) -> Result<Response, RegistryError> {
-        let authorization = self.authorization(scope, what)?;
-        let resp = self.raw(method, url, authorization.as_deref(), headers, body)?;
+        let authorization = self.authorization(scope, what, false)?;
+        let mut resp = self.raw(method.clone(), url, authorization.as_deref(), headers, body)?;
+        if resp.status() == StatusCode::UNAUTHORIZED && authorization.is_some() && self.is_bearer()
+        {
+            // The token may have expired on the way or been revoked: one
+            // fresh token, one more try.
+            rewind(body, what)?;
+            let fresh = self.authorization(scope, what, true)?;
+            resp = self.raw(method, url, fresh.as_deref(), headers, body)?;
+        }
         if resp.status() == StatusCode::UNAUTHORIZED {
+            let refusal =
+                auth::parse_refusal(&header(&resp, "www-authenticate").unwrap_or_default());
             let detail = error_detail(resp);
-            return Err(self.unauthorized(what, &detail));
+            return Err(self.refused(what, scope, &refusal, &detail));
         }
         if resp.status() == StatusCode::FORBIDDEN {
             let detail = error_detail(resp);
@@ -395,14 +436,55 @@ impl Client {
         Ok(resp)
     }
 
-    fn unauthorized(&self, what: &str, detail: &str) -> RegistryError {
-        let detail = match (&self.creds, detail.is_empty()) {
-            (None, true) => "authentication required".to_string(),
-            (None, false) => format!("authentication required ({detail})"),
-            (Some(_), true) => "incorrect username or password".to_string(),
-            (Some(_), false) => {
-                format!("incorrect username or password, or access denied ({detail})")
+    fn is_bearer(&self) -> bool {
+        matches!(
+            self.challenge.lock().unwrap().as_ref(),
+            Some(Some(Challenge::Bearer { .. }))
+        )
+    }
+
+    /// The error for a request the registry refused. With Bearer auth and
+    /// credentials the token server accepted, the user is known and lacks
+    /// the access: logging in again would not help.
+    fn refused(
+        &self,
+        what: &str,
+        scope: &str,
+        refusal: &auth::Refusal,
+        detail: &str,
+    ) -> RegistryError {
+        match (&self.creds, refusal.error.as_deref()) {
+            (Some(creds), Some("insufficient_scope")) if self.is_bearer() => {
+                RegistryError::Denied {
+                    reference: what.into(),
+                    detail: format!(
+                        "the token server did not grant user \"{}\" {}",
+                        creds.user,
+                        refusal.scope.as_deref().unwrap_or(scope)
+                    ),
+                }
             }
+            _ => self.unauthorized(what, detail),
+        }
+    }
+
+    /// A refusal of our credentials (or of none). `detail`, the server's
+    /// own words, is added when it says more than the reason does.
+    fn unauthorized(&self, what: &str, detail: &str) -> RegistryError {
+        let reason = match &self.creds {
+            None => "authentication required",
+            Some(_) if detail.is_empty() => "incorrect username or password",
+            Some(_) => "incorrect username or password, or access denied",
+        };
+        self.unauthorized_because(what, reason, detail)
+    }
+
+    fn unauthorized_because(&self, what: &str, reason: &str, detail: &str) -> RegistryError {
+        let words = detail.strip_prefix("unauthorized: ").unwrap_or(detail);
+        let detail = if words.is_empty() || reason.contains(words) {
+            reason.to_string()
+        } else {
+            format!("{reason} ({detail})")
         };
         RegistryError::Unauthorized {
             reference: what.into(),
@@ -435,9 +517,19 @@ impl Client {
             Body::Bytes(b) => self.agent.run(builder.body(b).map_err(invalid)?),
             Body::File(f) => self.agent.run(builder.body(f).map_err(invalid)?),
         };
-        result.map_err(|e| RegistryError::Unreachable {
-            registry: self.registry.clone(),
-            cause: e.to_string(),
+        result.map_err(|e| {
+            if tls::is_tls_failure(&e) && url.starts_with("https:") {
+                RegistryError::Tls {
+                    hint: tls::hint(&self.registry, &e),
+                    registry: self.registry.clone(),
+                    cause: e.to_string(),
+                }
+            } else {
+                RegistryError::Unreachable {
+                    registry: self.registry.clone(),
+                    cause: e.to_string(),
+                }
+            }
         })
     }
 
@@ -472,32 +564,29 @@ impl Client {
         Ok(challenge)
     }
 
-    /// The `Authorization` header for `scope`, fetching a token if needed.
-    fn authorization(&self, scope: &str, what: &str) -> Result<Option<String>, RegistryError> {
+    /// The `Authorization` header for `scope`: a cached token while it is
+    /// fresh (and `renew` is false), else a new one.
+    fn authorization(
+        &self,
+        scope: &str,
+        what: &str,
+        renew: bool,
+    ) -> Result<Option<String>, RegistryError> {
         match self.challenge()? {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self.creds.as_ref().map(Credentials::basic)),
             Some(Challenge::Bearer { realm, service }) => {
-                if let Some(t) = self.tokens.lock().unwrap().get(scope) {
-                    return Ok(Some(t.clone()));
+                if !renew
+                    && let Some(t) = self.tokens.lock().unwrap().get(scope)
+                    && Instant::now() < t.renew_at
+                {
+                    return Ok(Some(t.header.clone()));
                 }
                 let token = self
                     .fetch_token(&realm, service.as_deref(), Some(scope))
-                    .map_err(|e| match e {
-                        RegistryError::Unauthorized {
-                            registry, detail, ..
-                        } => RegistryError::Unauthorized {
-                            reference: what.into(),
-                            registry,
-                            detail,
-                        },
-                        other => other,
-                    })?;
-                let value = format!("Bearer {token}");
-                self.tokens
-                    .lock()
-                    .unwrap()
-                    .insert(scope.to_string(), value.clone());
+                    .map_err(|e| with_reference(e, what))?;
+                let value = token.header.clone();
+                self.tokens.lock().unwrap().insert(scope.to_string(), token);
                 Ok(Some(value))
             }
         }
@@ -509,15 +598,14 @@ impl Client {
         realm: &str,
         service: Option<&str>,
         scope: Option<&str>,
-    ) -> Result<String, RegistryError> {
-        #[derive(Deserialize)]
-        struct Token {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
+    ) -> Result<Token, RegistryError> {
         let mut query = Vec::new();
         if let Some(s) = service {
             query.push(format!("service={}", encode(s)));
+        }
+        // Docker names the account too; some token servers want it.
+        if let Some(c) = &self.creds {
+            query.push(format!("account={}", encode(&c.user)));
         }
         for s in scope.into_iter().flat_map(|s| s.split(' ')) {
             query.push(format!("scope={}", encode(s)));
@@ -533,26 +621,56 @@ impl Client {
         match resp.status() {
             s if s.is_success() => {}
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                // The token server judges the credentials alone.
+                let reason = match &self.creds {
+                    Some(_) => "incorrect username or password",
+                    None => "authentication required",
+                };
                 let detail = error_detail(resp);
-                return Err(self.unauthorized(&self.registry, &detail));
+                return Err(self.unauthorized_because(&self.registry, reason, &detail));
             }
             _ => return Err(status_error(&self.registry, resp)),
         }
-        let token: Token = resp
+        let body = resp
             .into_body()
-            .read_json()
-            .map_err(|e| RegistryError::Malformed {
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()
+            .map_err(|e| RegistryError::Transfer {
                 reference: self.registry.clone(),
-                detail: format!("the token server answered: {e}"),
+                cause: format!("reading the token: {e}"),
             })?;
-        token
-            .token
-            .or(token.access_token)
-            .ok_or_else(|| RegistryError::Malformed {
-                reference: self.registry.clone(),
-                detail: "the token server answered without a token".into(),
-            })
+        auth::parse_token(&body, Instant::now()).map_err(|e| RegistryError::Malformed {
+            reference: self.registry.clone(),
+            detail: format!("the token server at {realm} answered: {e}"),
+        })
     }
+}
+
+/// Puts the name of what was asked for into a token error.
+fn with_reference(e: RegistryError, what: &str) -> RegistryError {
+    match e {
+        RegistryError::Unauthorized {
+            registry, detail, ..
+        } => RegistryError::Unauthorized {
+            reference: what.into(),
+            registry,
+            detail,
+        },
+        other => other,
+    }
+}
+
+/// Sets a file body back to its start before it is sent again.
+fn rewind(body: Body<'_>, what: &str) -> Result<(), RegistryError> {
+    if let Body::File(mut f) = body {
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| RegistryError::Transfer {
+                reference: what.into(),
+                cause: format!("cannot rewind the upload: {e}"),
+            })?;
+    }
+    Ok(())
 }
 
 fn pull_scope(repo: &str) -> String {

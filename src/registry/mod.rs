@@ -23,6 +23,7 @@ mod pull;
 mod push;
 mod retry;
 mod search;
+mod tls;
 
 use thiserror::Error;
 
@@ -45,8 +46,16 @@ pub enum RegistryError {
         registry: String,
         detail: String,
     },
+    #[error("{reference}: access denied: {detail}")]
+    Denied { reference: String, detail: String },
     #[error("cannot reach registry {registry}: {cause}")]
     Unreachable { registry: String, cause: String },
+    #[error("TLS with registry {registry} failed: {cause}; {hint}")]
+    Tls {
+        registry: String,
+        cause: String,
+        hint: String,
+    },
     #[error("{reference}: digest mismatch for {what}: expected {expected}, got {actual}")]
     DigestMismatch {
         reference: String,

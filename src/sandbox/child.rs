@@ -192,7 +192,50 @@ fn make_tap(tap: &TapPlan, tx: OwnedFd) -> Result<(), SandboxError> {
         .map_err(step("configure"))?;
     sys::set_link_up(sock.as_fd(), &tap.name).map_err(step("bring up"))?;
     sys::add_default_route(sock.as_fd(), tap.gateway).map_err(step("add the default route via"))?;
+    if let Some((address, prefix, gateway)) = tap.ipv6 {
+        configure_ipv6(&tap.name, address, prefix, gateway)?;
+    }
     super::fdpass::send(&tx, fd.as_fd()).map_err(step("hand over"))
+}
+
+/// Gives the TAP its IPv6 address and default route, where the kernel has
+/// IPv6 (a kernel without it, or with it turned off, leaves the container
+/// IPv4-only).
+fn configure_ipv6(
+    name: &str,
+    address: std::net::Ipv6Addr,
+    prefix: u8,
+    gateway: std::net::Ipv6Addr,
+) -> Result<(), SandboxError> {
+    let step = |what: &str| {
+        let what = format!("{what} {name}");
+        move |source: std::io::Error| SandboxError::Setup { step: what, source }
+    };
+    let conf = Path::new("/proc/sys/net/ipv6/conf").join(name);
+    let disabled = std::fs::read_to_string(conf.join("disable_ipv6"))
+        .map(|v| v.trim() != "0")
+        .unwrap_or(true);
+    if disabled {
+        // No IPv6 in this kernel, or turned off (net.ipv6.conf.default).
+        return Ok(());
+    }
+    // No duplicate address detection: the address is the only one on this
+    // private link, and it would stay unusable ("tentative") for a second
+    // or more after the container starts. /proc/sys/net is still the
+    // host's procfs here, but its net entries are those of the reader's
+    // network namespace: the container's.
+    std::fs::write(conf.join("accept_dad"), "0").map_err(step("turn off DAD on"))?;
+    let sock = socket(
+        AddressFamily::Inet6,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| step("open an IPv6 socket to configure")(e.into()))?;
+    sys::add_ipv6_address(sock.as_fd(), name, address, prefix)
+        .map_err(step("give an IPv6 address to"))?;
+    sys::add_default_route_v6(sock.as_fd(), name, gateway)
+        .map_err(step("add the default IPv6 route via"))
 }
 
 fn loopback_up() -> Result<(), SandboxError> {

@@ -17,7 +17,8 @@ use super::idmap::IdMap;
 /// The annotation that asks for burrow's built-in init as pid 1.
 pub const ANNOTATION_INIT: &str = "io.burrow.init";
 /// The annotation that asks for a TAP device in the container's network
-/// namespace, handed back to the supervisor: `NAME ADDR/PREFIX GATEWAY MTU`.
+/// namespace, handed back to the supervisor: `NAME ADDR/PREFIX GATEWAY MTU`,
+/// then optionally `ADDR6/PREFIX GATEWAY6` for IPv6.
 pub const ANNOTATION_TAP: &str = "io.burrow.net.tap";
 
 /// The annotation that asks for a FUSE mount as the root filesystem: the
@@ -33,26 +34,46 @@ pub struct TapPlan {
     pub prefix: u8,
     pub gateway: std::net::Ipv4Addr,
     pub mtu: u32,
+    /// An IPv6 address, prefix and default gateway, where the kernel has IPv6.
+    pub ipv6: Option<(std::net::Ipv6Addr, u8, std::net::Ipv6Addr)>,
 }
 
 impl TapPlan {
     /// The annotation's text for this plan.
     pub fn annotation(&self) -> String {
-        format!(
+        let v4 = format!(
             "{} {}/{} {} {}",
             self.name, self.address, self.prefix, self.gateway, self.mtu
-        )
+        );
+        match self.ipv6 {
+            Some((address, prefix, gateway)) => format!("{v4} {address}/{prefix} {gateway}"),
+            None => v4,
+        }
     }
 
     pub fn parse(text: &str) -> Result<TapPlan, SandboxError> {
         let bad = || {
             SandboxError::Spec(format!(
-                "annotation {ANNOTATION_TAP}: expected NAME ADDR/PREFIX GATEWAY MTU, got \"{text}\""
+                "annotation {ANNOTATION_TAP}: expected NAME ADDR/PREFIX GATEWAY MTU [ADDR6/PREFIX GATEWAY6], got \"{text}\""
             ))
         };
         let parts: Vec<&str> = text.split_whitespace().collect();
-        let [name, cidr, gateway, mtu] = parts.as_slice() else {
+        let (v4, v6) = parts.split_at(parts.len().min(4));
+        let [name, cidr, gateway, mtu] = v4 else {
             return Err(bad());
+        };
+        let ipv6 = match v6 {
+            [] => None,
+            [cidr6, gateway6] => {
+                let (addr, prefix) = cidr6.split_once('/').ok_or_else(bad)?;
+                let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+                if prefix > 128 {
+                    return Err(bad());
+                }
+                let addr = addr.parse().map_err(|_| bad())?;
+                Some((addr, prefix, gateway6.parse().map_err(|_| bad())?))
+            }
+            _ => return Err(bad()),
         };
         let (addr, prefix) = cidr.split_once('/').ok_or_else(bad)?;
         let prefix: u8 = prefix.parse().map_err(|_| bad())?;
@@ -65,6 +86,7 @@ impl TapPlan {
             prefix,
             gateway: gateway.parse().map_err(|_| bad())?,
             mtu: mtu.parse().map_err(|_| bad())?,
+            ipv6,
         })
     }
 
@@ -431,7 +453,15 @@ mod tests {
         let t = TapPlan::parse("tap0 10.0.2.100/24 10.0.2.2 65520").unwrap();
         assert_eq!(t.netmask(), std::net::Ipv4Addr::new(255, 255, 255, 0));
         assert_eq!(TapPlan::parse(&t.annotation()).unwrap(), t);
+        let t6 = TapPlan::parse("tap0 10.0.2.100/24 10.0.2.2 65520 fd00::100/64 fd00::2").unwrap();
+        assert_eq!(
+            t6.ipv6,
+            Some(("fd00::100".parse().unwrap(), 64, "fd00::2".parse().unwrap()))
+        );
+        assert_eq!(TapPlan::parse(&t6.annotation()).unwrap(), t6);
         for bad in [
+            "tap0 10.0.2.100/24 10.0.2.2 1500 fd00::100/64",
+            "tap0 10.0.2.100/24 10.0.2.2 1500 fd00::100/129 fd00::2",
             "tap0",
             "tap0 10.0.2.100 10.0.2.2 1500",
             "tap0 10.0.2.100/33 10.0.2.2 1500",

@@ -276,6 +276,74 @@ pub fn add_default_route(sock: BorrowedFd<'_>, gateway: std::net::Ipv4Addr) -> i
     Ok(())
 }
 
+/// Gives interface `name` the IPv6 address `addr/prefix`. `sock` must be
+/// an AF_INET6 socket.
+pub fn add_ipv6_address(
+    sock: BorrowedFd<'_>,
+    name: &str,
+    addr: std::net::Ipv6Addr,
+    prefix: u8,
+) -> io::Result<()> {
+    let index = nix::net::if_::if_nametoindex(name)?;
+    let req = libc::in6_ifreq {
+        ifr6_addr: libc::in6_addr {
+            s6_addr: addr.octets(),
+        },
+        ifr6_prefixlen: u32::from(prefix),
+        ifr6_ifindex: index as libc::c_int,
+    };
+    // SAFETY: SIOCSIFADDR on an AF_INET6 socket reads the in6_ifreq we
+    // pass, which outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFADDR, &req) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The kernel's `struct in6_rtmsg` (linux/ipv6_route.h); libc's has
+/// private fields.
+#[repr(C)]
+struct In6Rtmsg {
+    dst: [u8; 16],
+    src: [u8; 16],
+    gateway: [u8; 16],
+    kind: u32,
+    dst_len: u16,
+    src_len: u16,
+    metric: u32,
+    info: libc::c_ulong,
+    flags: u32,
+    ifindex: libc::c_int,
+}
+
+/// Adds the default IPv6 route through `gateway` on interface `name`.
+/// `sock` must be an AF_INET6 socket.
+pub fn add_default_route_v6(
+    sock: BorrowedFd<'_>,
+    name: &str,
+    gateway: std::net::Ipv6Addr,
+) -> io::Result<()> {
+    let index = nix::net::if_::if_nametoindex(name)?;
+    let rt = In6Rtmsg {
+        dst: [0; 16],
+        src: [0; 16],
+        gateway: gateway.octets(),
+        kind: 0,
+        dst_len: 0,
+        src_len: 0,
+        metric: 1,
+        info: 0,
+        flags: libc::RTF_UP as u32 | libc::RTF_GATEWAY as u32,
+        ifindex: index as libc::c_int,
+    };
+    // SAFETY: SIOCADDRT on an AF_INET6 socket reads the in6_rtmsg we pass,
+    // which outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &rt) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Makes `ps` show `title` for this process: the kernel reads a process's
 /// command line from the argv strings it placed on the process's stack
 /// (`arg_start..arg_end` in `/proc/self/stat`), so they are overwritten in

@@ -50,8 +50,8 @@ impl Store {
                 let scratch = Scratch::create(&self.tmp, "commit").with_context(|| {
                     format!("cannot create a scratch folder in {}", self.tmp.display())
                 })?;
-                let unpacked =
-                    layer::unpack(input, scratch.path()).context("cannot unpack the new layer")?;
+                let unpacked = layer::unpack_configured(input, scratch.path())
+                    .context("cannot unpack the new layer")?;
                 Some((scratch, unpacked))
             }
             None => None,
@@ -224,7 +224,7 @@ mod tests {
 /// Written here in Docker's form as well, so Docker and Podman see an
 /// image's HEALTHCHECK, ONBUILD and SHELL (readers of the OCI format ignore
 /// the extra keys).
-fn docker_fields(config: &mut serde_json::Value) {
+pub fn docker_fields(config: &mut serde_json::Value) {
     let Some(cfg) = config.get_mut("config").and_then(|c| c.as_object_mut()) else {
         return;
     };

@@ -360,7 +360,7 @@ impl Store {
             hasher: Sha256::new(),
             count: 0,
         };
-        pack::pack(&dir, &mut tar)
+        pack::pack_configured(&dir, &mut tar)
             .with_context(|| format!("cannot pack layer {}", dir.display()))?;
         let mut compressed = tar.inner.finish().context("cannot compress the layer")?;
         compressed.flush().context("cannot write the layer blob")?;

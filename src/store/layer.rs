@@ -11,7 +11,8 @@
 //! owned by uid 1000 in the image belongs to host id `subuid start + 999`;
 //! with only one id, owners are recorded in a `user.burrow.owner` xattr
 //! (`uid:gid:mode`) for the overlay to present; by default (library tests)
-//! they are dropped. Modes and mtimes are always kept. Device nodes are skipped and counted, since `mknod` needs
+//! they are dropped ([`super::pack`] reads the owners back the same ways).
+//! Modes and mtimes are always kept. Device nodes are skipped and counted, since `mknod` needs
 //! privilege. Paths with `..` are refused; a leading `/` is dropped, so an
 //! absolute entry lands inside the layer; the tar crate refuses an entry whose
 //! parent resolves, through a symlink, outside the layer. Whiteouts (`.wh.*`)
@@ -121,7 +122,7 @@ pub fn set_ownership(ownership: Ownership) {
     let _ = OWNERSHIP.set(ownership);
 }
 
-fn ownership() -> &'static Ownership {
+pub(super) fn ownership() -> &'static Ownership {
     OWNERSHIP.get().unwrap_or(&Ownership::Drop)
 }
 
@@ -224,7 +225,9 @@ pub fn unpack_owned(input: impl Read, dest: &Path, owners: Owners) -> Result<Unp
     let mut archive = tar::Archive::new(tar);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
-    archive.set_preserve_ownerships(owners == Owners::Keep);
+    // Owners are applied by `apply_owner`, which reads an empty uid or gid
+    // field as 0 as Docker's tar reader does; the tar crate refuses it.
+    archive.set_preserve_ownerships(false);
     archive.set_unpack_xattrs(false);
     archive.set_overwrite(true);
 
@@ -250,10 +253,16 @@ pub fn unpack_owned(input: impl Read, dest: &Path, owners: Owners) -> Result<Unp
             }
             let owner = owner_of(entry.header());
             unpack_entry(entry, dest, &name)?;
-            // A hard link shares its target's inode (and xattr); a symlink
-            // cannot carry a user.* xattr.
-            if owners == Owners::Record && !kind.is_symlink() && !kind.is_hard_link() {
-                record_owner(dest, &name, owner);
+            // A hard link shares its target's inode (and owner, and xattr);
+            // a symlink cannot carry a user.* xattr.
+            match owners {
+                Owners::Keep if !kind.is_hard_link() => {
+                    apply_owner(dest, &name, owner, kind.is_symlink())?
+                }
+                Owners::Record if !kind.is_symlink() && !kind.is_hard_link() => {
+                    record_owner(dest, &name, owner)
+                }
+                _ => {}
             }
         }
     }
@@ -264,8 +273,10 @@ pub fn unpack_owned(input: impl Read, dest: &Path, owners: Owners) -> Result<Unp
         let name = String::from_utf8_lossy(&dir.path_bytes()).into_owned();
         let owner = owner_of(dir.header());
         unpack_entry(dir, dest, &name)?;
-        if owners == Owners::Record {
-            record_owner(dest, &name, owner);
+        match owners {
+            Owners::Keep => apply_owner(dest, &name, owner, false)?,
+            Owners::Record => record_owner(dest, &name, owner),
+            Owners::Drop => {}
         }
     }
     if stats.entries == 0 {
@@ -290,6 +301,46 @@ fn owner_of(h: &tar::Header) -> (u64, u64, u32) {
     )
 }
 
+/// Gives the unpacked entry `name` its owner, then its mode again: a chown
+/// clears the setuid and setgid bits. Entries the tar crate made nothing
+/// for (pax and GNU long-name records) are left alone.
+fn apply_owner(
+    dest: &Path,
+    name: &str,
+    (uid, gid, mode): (u64, u64, u32),
+    symlink: bool,
+) -> Result<(), LayerError> {
+    let Some(rel) = inside_root(Path::new(name)) else {
+        return Ok(());
+    };
+    let path = dest.join(rel);
+    if fs::symlink_metadata(&path).is_err() {
+        return Ok(());
+    }
+    let failed = |source| LayerError::Unpack {
+        path: name.to_string(),
+        source,
+    };
+    let too_large = |id: u64| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("owner id {id} is too large"),
+        )
+    };
+    let uid = u32::try_from(uid).map_err(|_| failed(too_large(uid)))?;
+    let gid = u32::try_from(gid).map_err(|_| failed(too_large(gid)))?;
+    std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(|e| {
+        failed(io::Error::new(
+            e.kind(),
+            format!("cannot give it owner {uid}:{gid}: {e}"),
+        ))
+    })?;
+    if !symlink {
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(failed)?;
+    }
+    Ok(())
+}
+
 /// Best effort: a filesystem without user xattrs loses only the owner.
 fn record_owner(dest: &Path, name: &str, (uid, gid, mode): (u64, u64, u32)) {
     if uid == 0 && gid == 0 {
@@ -300,6 +351,17 @@ fn record_owner(dest: &Path, name: &str, (uid, gid, mode): (u64, u64, u32)) {
     };
     let value = format!("{uid}:{gid}:{mode:o}");
     let _ = super::sys::lsetxattr(&dest.join(rel), OWNER_XATTR, value.as_bytes());
+}
+
+/// The owner [`record_owner`] wrote on `path`, if any: uid, gid and mode.
+pub fn recorded_owner(path: &Path) -> Option<(u64, u64, u32)> {
+    let value = xattr::get(path, OWNER_XATTR).ok()??;
+    let text = String::from_utf8(value).ok()?;
+    let mut parts = text.trim().split(':');
+    let uid = parts.next()?.parse().ok()?;
+    let gid = parts.next()?.parse().ok()?;
+    let mode = u32::from_str_radix(parts.next()?, 8).ok()?;
+    Some((uid, gid, mode & 0o7777))
 }
 
 #[derive(Default, serde::Serialize, serde::Deserialize)]
@@ -619,6 +681,36 @@ mod tests {
         assert!(root.join("etc/.wh.gone").exists());
         remove_tree(root).unwrap();
         assert!(!root.exists());
+    }
+
+    #[test]
+    fn kept_owners_read_empty_fields_as_root_and_keep_setuid() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: chown needs root (the helper is root of a user namespace)");
+            return;
+        }
+        let tar = tarball(|b| {
+            // add_file leaves the uid and gid fields empty.
+            add_file(b, "empty-owner", b"e", 0o644);
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o4755);
+            h.set_uid(1000);
+            h.set_gid(1001);
+            h.set_mtime(7);
+            b.append_data(&mut h, "suid", &b"s"[..]).unwrap();
+            add_special(b, "link", tar::EntryType::Symlink, 0o777, Some("suid"));
+        });
+        let dir = tempfile::tempdir().unwrap();
+        unpack_owned(&tar[..], dir.path(), Owners::Keep).unwrap();
+        let empty = fs::metadata(dir.path().join("empty-owner")).unwrap();
+        assert_eq!((empty.uid(), empty.gid()), (0, 0));
+        let suid = fs::metadata(dir.path().join("suid")).unwrap();
+        assert_eq!((suid.uid(), suid.gid()), (1000, 1001));
+        assert_eq!(suid.mode() & 0o7777, 0o4755);
+        assert_eq!(suid.mtime(), 7);
+        let link = fs::symlink_metadata(dir.path().join("link")).unwrap();
+        assert_eq!(link.uid(), 0);
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //!
 //! Submodules: [`layer`] unpacks tarballs, [`distribution`] keeps what pulls and
 //! pushes need (compressed blobs, manifests, repository digests; `registry.json`),
-//! [`pack`] turns a layer folder back into a tarball, [`archive`] saves and loads
+//! [`pack`] turns a layer folder back into a tarball (with the owners the layer
+//! was unpacked with), [`archive`] saves and loads
 //! docker-archive and oci-archive tarballs, [`index`] keeps tags and metadata,
 //! [`import`] builds configs, [`remove`] decides what `rmi` may do, [`prune`]
 //! what `image prune` removes, [`sys`] wraps `lsetxattr`, [`lock`] and
@@ -49,13 +50,14 @@ use anyhow::{Context, anyhow};
 use thiserror::Error;
 
 pub use archive::Loaded;
-pub use commit::NewImage;
+pub use commit::{NewImage, docker_fields};
 pub use distribution::{BlobMismatch, Committed, LayerBlob, PullCommit, PulledLayer, StagedLayer};
 pub use import::{ImportOptions, host_arch};
 pub use layer::{
     Compression, LayerError, OWNER_XATTR, Ownership, detect, helper_remove, helper_unpack,
-    set_ownership,
+    recorded_owner, set_ownership,
 };
+pub use pack::helper_pack;
 pub use prune::Pruned;
 pub use remove::Conflict;
 

@@ -499,6 +499,13 @@ fn healthcheck_shell_and_onbuild_are_in_dockers_config_fields() {
     );
     assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000u64, "{config}");
     assert_eq!(c["Healthcheck"]["Retries"], 3, "{config}");
+    // `image inspect` shows them as `docker image inspect` does.
+    let shown: serde_json::Value =
+        serde_json::from_str(&env.ok(["image", "inspect", "health"])).unwrap();
+    let shown = &shown[0]["Config"];
+    for key in ["Shell", "OnBuild", "Healthcheck"] {
+        assert_eq!(shown[key], c[key], "{key} in {shown}");
+    }
 }
 
 #[test]

@@ -119,6 +119,13 @@ fn publish_reaches_a_web_server_and_the_container_sees_the_client() {
         ports.contains(&format!("80/tcp -> 0.0.0.0:{port}")),
         "{ports}"
     );
+    // As Docker does, the port is published on the host's IPv6 addresses
+    // too, where it has IPv6: a client of [::1] reaches the container.
+    if TcpListener::bind("[::1]:0").is_ok() {
+        assert!(ports.contains(&format!("80/tcp -> [::]:{port}")), "{ports}");
+        let reply = wait_http("::1".parse().unwrap(), port);
+        assert!(reply.contains("Hello from a rootless burrow container."));
+    }
     // A loopback client is shown as the gateway (the container's kernel
     // would drop a 127.0.0.1 source); any other client as itself.
     let mut expect = vec!["10.0.2.2".to_string()];
@@ -274,6 +281,20 @@ fn dns_through_10_0_2_3_reaches_the_hosts_resolver() {
         .success();
     assert!(out.stdout.contains("10.0.2.3"), "{}", out.describe());
     assert!(out.stdout.contains("192.0.2.42"), "{}", out.describe());
+    // fd00::3 is the same resolver over IPv6, where the host has IPv6.
+    if TcpListener::bind("[::1]:0").is_ok() {
+        let out = env
+            .burrow([
+                "run",
+                "--rm",
+                "busybox",
+                "nslookup",
+                "example.internal",
+                "fd00::3",
+            ])
+            .success();
+        assert!(out.stdout.contains("192.0.2.42"), "{}", out.describe());
+    }
 }
 
 #[test]
@@ -298,6 +319,95 @@ fn udp_from_the_container_and_back() {
         .burrow(["run", "--rm", "busybox", "sh", "-c", &cmd])
         .success();
     assert!(out.stdout.contains("udp says hi"), "{}", out.describe());
+}
+
+/// A UDP echo server in Python: each datagram comes back prefixed with
+/// the address the container saw it from.
+const UDP_ECHO: &str = r#"import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 53))
+print("listening", flush=True)
+while True:
+    data, peer = s.recvfrom(65535)
+    s.sendto(("%s:%d " % peer).encode() + data, peer)
+"#;
+
+/// Sends `payload` from `client` to `to` until an answer comes (the server
+/// may still be starting); the answer.
+fn udp_ask(client: &UdpSocket, to: (IpAddr, u16), payload: &[u8]) -> String {
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let deadline = Instant::now() + secs(30);
+    let mut buf = [0u8; 2048];
+    loop {
+        client.send_to(payload, to).unwrap();
+        if let Ok((n, _)) = client.recv_from(&mut buf) {
+            return String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+        assert!(Instant::now() < deadline, "no UDP answer from {to:?}");
+    }
+}
+
+#[test]
+fn inbound_udp_through_publish_is_answered_and_sees_the_client() {
+    let Some(rootfs) = crate::webapp::debian_python() else {
+        return;
+    };
+    let env = setup!(Env::new());
+    env.spawn([
+        "import".as_ref(),
+        rootfs.as_os_str(),
+        "debian-python".as_ref(),
+    ])
+    .finish(secs(180))
+    .success();
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // A second mapping on every address, so on [::] too where the host has
+    // IPv6 (a dual-stack probe finds a port free in both families).
+    let v6 = UdpSocket::bind("[::1]:0").is_ok();
+    let any_port = match UdpSocket::bind(if v6 { "[::]:0" } else { "0.0.0.0:0" }) {
+        Ok(probe) => probe.local_addr().unwrap().port(),
+        Err(e) => panic!("no free UDP port: {e}"),
+    };
+    env.run_detached([
+        "--name",
+        "echo",
+        "-p",
+        &format!("127.0.0.1:{port}:53/udp"),
+        "-p",
+        &format!("{any_port}:53/udp"),
+        "debian-python",
+        "python3",
+        "-c",
+        UDP_ECHO,
+    ]);
+    let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let client_port = client.local_addr().unwrap().port();
+    let answer = udp_ask(&client, (loopback, port), b"hello");
+    // A loopback client is shown as the gateway, with its own port.
+    assert_eq!(answer, format!("10.0.2.2:{client_port} hello"));
+    // A client from another address of this host is shown as itself.
+    if let Some(ip) = host_address() {
+        let client = UdpSocket::bind((ip, 0)).unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        let answer = udp_ask(&client, (loopback, port), b"again");
+        assert_eq!(answer, format!("{ip}:{client_port} again"));
+    }
+    // An IPv6 client of the [::] socket enters over IPv4, as the gateway.
+    if v6 {
+        let client = UdpSocket::bind("[::1]:0").unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        let ip6: IpAddr = "::1".parse().unwrap();
+        let answer = udp_ask(&client, (ip6, any_port), b"six");
+        assert_eq!(answer, format!("10.0.2.2:{client_port} six"));
+    }
+    env.ok(["rm", "-f", "echo"]);
 }
 
 #[test]

@@ -19,14 +19,15 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::token_server::TokenServer;
 use crate::util::{Env, busybox_tar, must_run};
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// Prints the reason and returns `None`, or panics under BURROW_TEST_MUST_RUN=1.
-fn skip<T>(reason: &str) -> Option<T> {
+pub(crate) fn skip<T>(reason: &str) -> Option<T> {
     if must_run() {
         panic!("cannot run here: {reason} (BURROW_TEST_MUST_RUN=1 forbids skipping)");
     }
@@ -51,24 +52,13 @@ pub(crate) struct Registry {
 impl Registry {
     /// Starts a registry; `users` turns on htpasswd (bcrypt) Basic auth.
     pub(crate) fn start(users: &[(&str, &str)]) -> Option<Registry> {
-        for tool in ["docker-registry", "skopeo"] {
-            if !have(tool) {
-                return skip(&format!(
-                    "{tool} is not installed (apt-get install docker-registry skopeo)"
-                ));
-            }
+        if !have_tools() {
+            return None;
         }
         if !users.is_empty() && !have("htpasswd") {
             return skip("htpasswd is not installed (apt-get install apache2-utils)");
         }
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "burrow-registry-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("storage")).unwrap();
+        let dir = fresh_dir();
         let mut auth = String::new();
         if !users.is_empty() {
             let mut lines = String::new();
@@ -87,6 +77,34 @@ impl Registry {
                 dir.join("htpasswd").display()
             );
         }
+        Some(Registry::launch(dir, &auth))
+    }
+
+    /// Starts a registry that takes Bearer tokens from `tokens`.
+    pub(crate) fn with_tokens(tokens: &TokenServer) -> Option<Registry> {
+        if !have_tools() {
+            return None;
+        }
+        Some(Registry::launch(fresh_dir(), &tokens.registry_config()))
+    }
+
+    /// Starts a registry that speaks HTTPS with the certificate and key
+    /// made by `make_certificates` in `certs`.
+    pub(crate) fn with_tls(certs: &Path) -> Option<Registry> {
+        if !have_tools() {
+            return None;
+        }
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            certs.join("server.crt").display(),
+            certs.join("server.key").display()
+        );
+        Some(Registry::launch(fresh_dir(), &tls))
+    }
+
+    /// Runs `docker-registry` with `extra` YAML after `http.addr` (indented
+    /// keys stay under `http:`, as `tls:` does; `auth:` starts its own).
+    fn launch(dir: PathBuf, extra: &str) -> Registry {
         // Ask the kernel for a free port, then hand it to the registry.
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -95,7 +113,7 @@ impl Registry {
             .port();
         let host = format!("127.0.0.1:{port}");
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{auth}",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{extra}",
             dir.join("storage").display()
         );
         fs::write(dir.join("config.yml"), config).unwrap();
@@ -122,7 +140,17 @@ impl Registry {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        Some(registry)
+        registry
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The registry's own log, for failure messages.
+    pub(crate) fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 
     /// `HOST/NAME`.
@@ -158,6 +186,32 @@ impl Registry {
     }
 }
 
+/// Whether the registry and skopeo are installed; says why not when not.
+fn have_tools() -> bool {
+    for tool in ["docker-registry", "skopeo"] {
+        if !have(tool) {
+            return skip::<()>(&format!(
+                "{tool} is not installed (apt-get install docker-registry skopeo)"
+            ))
+            .is_some();
+        }
+    }
+    true
+}
+
+/// An empty folder for one registry's config, storage and log.
+fn fresh_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "burrow-registry-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("storage")).unwrap();
+    dir
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -179,7 +233,7 @@ pub(crate) fn run_ok(mut cmd: Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
@@ -630,7 +684,7 @@ fn layout_with_big_layer(size: usize) -> Option<tempfile::TempDir> {
     Some(dir)
 }
 
-fn host_arch() -> &'static str {
+pub(crate) fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

@@ -94,7 +94,7 @@ fn cache_dir() -> PathBuf {
 
 /// The Debian bookworm minbase + python3 rootfs tarball, made at most once a
 /// day (per machine) and once per test process.
-fn debian_python() -> Option<PathBuf> {
+pub(crate) fn debian_python() -> Option<PathBuf> {
     static TAR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     match TAR.get_or_init(make_debian_python) {
         Ok(p) => Some(p.clone()),

@@ -188,7 +188,7 @@ fn test_name() -> String {
 
 /// Reports a skip on the real stderr (libtest captures `eprintln!`), or fails
 /// under `BURROW_TEST_MUST_RUN=1`.
-fn skip<T>(reason: &str) -> Option<T> {
+pub fn skip<T>(reason: &str) -> Option<T> {
     if must_run() {
         panic!("cannot run here: {reason} ({MUST_RUN_VAR}=1 forbids skipping)");
     }
