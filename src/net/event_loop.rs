@@ -279,14 +279,14 @@ impl EventLoop {
     fn read_tap(&mut self) {
         for _ in 0..RX_BATCH {
             let mut frame = self.stack.frame();
-            match self.tap.read(frame.buffer_mut()) {
+            match self.tap.read(frame.tap_buffer_mut()) {
                 Ok(0) => {
                     self.stack.recycle(frame);
                     self.tap_readable = false;
                     return;
                 }
                 Ok(n) => {
-                    frame.set_len(n);
+                    frame.set_tap_len(n);
                     if let Some(dgram) = self.stack.ingress(frame) {
                         self.datagram_out(dgram);
                     }
@@ -308,7 +308,7 @@ impl EventLoop {
         while let Some(frame) = self.stack.pop_tx() {
             // A full TAP queue or a down link drops the frame, as a wire
             // would; TCP retransmits.
-            let _ = self.tap.write(frame.data());
+            let _ = self.tap.write(frame.tap_data());
             self.stack.recycle(frame);
             wrote = true;
         }

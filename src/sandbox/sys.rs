@@ -189,7 +189,13 @@ fn sockaddr_v4(ip: std::net::Ipv4Addr) -> libc::sockaddr {
 }
 
 /// Opens `/dev/net/tun` and creates the TAP device `name` in the calling
-/// process's network namespace (Ethernet frames, no packet-info header).
+/// process's network namespace: Ethernet frames, no packet-info header, each
+/// frame behind a 10-byte virtio-net header, with checksum offload.
+///
+/// The header and the offload go together: with them the container's kernel
+/// hands its TCP segments over without computing their checksums (the
+/// header says "checksum not done"), which was a seventh of the CPU time of
+/// an upload; the reader of the descriptor must expect the header.
 pub fn open_tap(name: &str) -> io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
     let file = std::fs::OpenOptions::new()
@@ -197,9 +203,23 @@ pub fn open_tap(name: &str) -> io::Result<std::os::fd::OwnedFd> {
         .write(true)
         .open("/dev/net/tun")?;
     let mut req = ifreq_named(name)?;
-    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    req.ifr_ifru.ifru_flags =
+        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
     // SAFETY: TUNSETIFF reads the ifreq we pass, which outlives the call.
     if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &req) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // Checksum offload only, no TSO: at MTU 65520 a segment is already as
+    // large as a GSO packet may be.
+    // SAFETY: TUNSETOFFLOAD takes an integer argument and touches no memory.
+    if unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            libc::TUN_F_CSUM as libc::c_ulong,
+        )
+    } == -1
+    {
         return Err(io::Error::last_os_error());
     }
     // Persistent: closing the last descriptor then only detaches, instead of
