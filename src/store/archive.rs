@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use oci_spec::image::ImageConfiguration;
-use sha2::{Digest as _, Sha256};
 
 use super::index::Meta;
 use super::scratch::Scratch;
@@ -31,7 +30,7 @@ use crate::image::archive::{
     self as format, CONTAINERD_NAME, Descriptor, DockerEntry, Format, OCI_LAYOUT, OciIndex,
     OciManifest, REF_NAME,
 };
-use crate::image::{Digest, Reference};
+use crate::image::{Digest, Hasher, Reference};
 
 /// `anyhow::bail!` for functions returning [`StoreError`].
 macro_rules! fail {
@@ -268,7 +267,7 @@ impl Store {
             inner: BufWriter::new(
                 File::create(to).with_context(|| format!("cannot create {}", to.display()))?,
             ),
-            hasher: Sha256::new(),
+            hasher: Hasher::new(),
         };
         io::copy(&mut input, &mut out)
             .and_then(|_| out.inner.flush())
@@ -722,7 +721,7 @@ fn append_dir(tar: &mut tar::Builder<impl Write>, name: &str) -> Result<(), Stor
 /// Hashes what is written through it.
 struct HashingWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: Hasher,
 }
 
 impl<W: Write> Write for HashingWriter<W> {

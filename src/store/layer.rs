@@ -24,10 +24,9 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use crate::image::Digest;
+use crate::image::{Digest, Hasher};
 
 #[derive(Debug, Error)]
 pub enum LayerError {
@@ -394,14 +393,14 @@ fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Passes bytes through while hashing them.
 struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Hasher,
 }
 
 impl<R: Read> HashingReader<R> {
     fn new(inner: R) -> Self {
         HashingReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: Hasher::new(),
         }
     }
 
