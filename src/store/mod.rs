@@ -9,6 +9,8 @@
 //! - `images/repositories.json`: familiar tag (`busybox:latest`) → image id.
 //! - `images/lock`: a flock held exclusively while anything above changes, shared
 //!   while reading.
+//! - `images/locks/<diff_id hex>`: a claim on a layer some pull is fetching;
+//!   exists only while one is (see [`lock`]).
 //!
 //! Nothing half written is ever visible: layers are unpacked into a scratch
 //! folder under `dirs.tmp()` and renamed into place, JSON is written atomically,
@@ -50,7 +52,9 @@ use thiserror::Error;
 
 pub use archive::Loaded;
 pub use commit::NewImage;
-pub use distribution::{BlobMismatch, Committed, LayerBlob, PullCommit, PulledLayer, StagedLayer};
+pub use distribution::{
+    BlobMismatch, Committed, LayerBlob, LayerClaim, PullCommit, PulledLayer, StagedLayer,
+};
 pub use import::{ImportOptions, host_arch};
 pub use layer::{
     Compression, LayerError, OWNER_XATTR, Ownership, detect, helper_remove, helper_unpack,
@@ -130,6 +134,7 @@ impl Store {
         for dir in [
             store.blobs(),
             store.root.join("layers"),
+            store.root.join("locks"),
             store.root.join("meta"),
         ] {
             fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

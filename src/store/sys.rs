@@ -1,8 +1,10 @@
-//! The one system call the store needs that neither std nor `nix` wraps:
-//! `lsetxattr`, to record a file's owner where it cannot be chowned.
+//! System calls the store needs beyond std: `lsetxattr`, to record a file's
+//! owner where it cannot be chowned, and `syncfs`, to flush a whole unpacked
+//! layer in one call.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
+use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -28,4 +30,9 @@ pub fn lsetxattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Writes back every dirty file of the filesystem holding `file`.
+pub fn syncfs(file: &File) -> io::Result<()> {
+    nix::unistd::syncfs(file).map_err(io::Error::from)
 }
