@@ -106,3 +106,34 @@ fn is_current(file: &File, path: &Path) -> io::Result<bool> {
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    #[test]
+    fn a_claim_makes_the_next_one_wait_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("layer");
+        let first = Claim::acquire(&path, || panic!("nobody held it")).unwrap();
+        let waited = AtomicBool::new(false);
+        let got = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let second = Claim::acquire(&path, || waited.store(true, Ordering::SeqCst));
+                got.store(true, Ordering::SeqCst);
+                drop(second.unwrap());
+            });
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(waited.load(Ordering::SeqCst));
+            assert!(!got.load(Ordering::SeqCst), "both held the claim");
+            // The first removes the file as it leaves; the waiter must not
+            // keep a lock on that orphan while the path is free.
+            drop(first);
+        });
+        assert!(got.load(Ordering::SeqCst));
+        assert!(!path.exists());
+    }
+}
