@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use super::index::Meta;
 use super::lock::Claim;
 use super::scratch::Scratch;
-use super::{Image, Store, StoreError, layer, pack, sys, write_new};
+use super::{Image, Store, StoreError, layer, pack, stream, sys, write_new};
 use crate::image::{Digest, Hasher, Reference};
 use crate::paths::write_atomic;
 
@@ -134,24 +134,6 @@ pub struct Committed {
     pub changed: bool,
 }
 
-/// Passes bytes through while hashing them and copying them to a file.
-struct Tee<'a, R> {
-    inner: R,
-    hasher: Hasher,
-    copy: BufWriter<&'a File>,
-    count: u64,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.copy.write_all(&buf[..n])?;
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
 /// Hashes what is written through it.
 struct HashWriter<W> {
     inner: W,
@@ -185,7 +167,7 @@ impl Store {
     /// a corrupt download is reported as such, not as a bad tarball.
     pub fn receive_layer(
         &self,
-        input: impl Read,
+        input: impl Read + Send,
         expected: &Digest,
     ) -> Result<StagedLayer, StoreError> {
         self.receive(input, Some(expected))
@@ -196,7 +178,7 @@ impl Store {
     /// the diff_id instead.
     pub(super) fn receive(
         &self,
-        input: impl Read,
+        input: impl Read + Send,
         expected: Option<&Digest>,
     ) -> Result<StagedLayer, StoreError> {
         let scratch = Scratch::create(&self.tmp, "pull")
@@ -207,30 +189,27 @@ impl Store {
         let blob_path = scratch.path().join("blob");
         let file = File::create(&blob_path)
             .with_context(|| format!("cannot create {}", blob_path.display()))?;
-        let mut tee = Tee {
-            inner: input,
-            hasher: Hasher::new(),
-            copy: BufWriter::new(&file),
-            count: 0,
-        };
-        let unpacked = layer::unpack_configured(&mut tee, &layer_dir);
-        let drained = io::copy(&mut tee, &mut io::sink());
-        let actual = Digest::from_hasher(tee.hasher.clone());
-        if let Some(expected) = expected.filter(|e| drained.is_ok() && actual != **e) {
+        let (unpacked, fetched) = std::thread::scope(|s| {
+            let (reader, fetcher) = stream::spawn_fetch(s, input, &file);
+            let unpacked = layer::unpack_configured(reader, &layer_dir);
+            (unpacked, fetcher.join())
+        });
+        let fetched = fetched.map_err(|_| anyhow!("the layer download thread panicked"))?;
+        let actual = fetched.digest;
+        if let Some(expected) = expected.filter(|e| fetched.result.is_ok() && actual != **e) {
             let mismatch = BlobMismatch {
                 expected: expected.clone(),
                 actual,
             };
             return Err(anyhow!(mismatch).into());
         }
+        // A failed read fails the unpack too; name the cause, not its echo.
+        fetched.result.context("cannot read the layer")?;
         let unpacked = unpacked.context("cannot unpack the layer")?;
-        drained.context("cannot read the layer")?;
-        tee.copy.flush().context("cannot write the layer blob")?;
-        drop(tee.copy);
         file.sync_data().context("cannot write the layer blob")?;
         Ok(StagedLayer {
             digest: actual,
-            size: tee.count,
+            size: fetched.size,
             diff_id: unpacked.diff_id,
             unpacked_size: unpacked.size,
             scratch,

@@ -23,7 +23,8 @@
 //! [`pack`] turns a layer folder back into a tarball, [`archive`] saves and loads
 //! docker-archive and oci-archive tarballs, [`index`] keeps tags and metadata,
 //! [`import`] builds configs, [`remove`] decides what `rmi` may do, [`prune`]
-//! what `image prune` removes, [`sys`] wraps `lsetxattr`, [`lock`] and
+//! what `image prune` removes, [`stream`] reads a layer download on a thread
+//! of its own, [`sys`] wraps `lsetxattr` and `syncfs`, [`lock`] and
 //! [`scratch`] are the concurrency and atomicity plumbing.
 
 mod archive;
@@ -37,6 +38,7 @@ mod pack;
 mod prune;
 mod remove;
 mod scratch;
+mod stream;
 mod sys;
 #[cfg(test)]
 mod testutil;
