@@ -1,6 +1,6 @@
 //! System calls the store needs beyond std: `lsetxattr`, to record a file's
-//! owner where it cannot be chowned, and `syncfs`, to flush a whole unpacked
-//! layer in one call.
+//! owner where it cannot be chowned, `syncfs`, to flush a whole unpacked
+//! layer in one call, and `F_SETPIPE_SZ` for the pipe to the unpack helper.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -35,4 +35,13 @@ pub fn lsetxattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
 /// Writes back every dirty file of the filesystem holding `file`.
 pub fn syncfs(file: &File) -> io::Result<()> {
     nix::unistd::syncfs(file).map_err(io::Error::from)
+}
+
+/// Asks for a pipe buffer of `bytes` (`F_SETPIPE_SZ`); the kernel may refuse
+/// above `/proc/sys/fs/pipe-max-size` for an unprivileged caller.
+pub fn set_pipe_size(pipe: &impl std::os::fd::AsFd, bytes: usize) -> io::Result<()> {
+    let size = i32::try_from(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size))
+        .map(drop)
+        .map_err(io::Error::from)
 }
