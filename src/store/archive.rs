@@ -359,6 +359,10 @@ impl Store {
         images: &[(Digest, Vec<Digest>)],
         staged: HashMap<Digest, (StagedLayer, Option<String>)>,
     ) -> Result<Vec<Loaded>, StoreError> {
+        // One flush covers every staged layer: they share a filesystem.
+        if let Some((layer, _)) = staged.values().next() {
+            layer.flush()?;
+        }
         let _lock = self.lock()?;
         let mut index = self.registry_index()?;
         let mut sizes: HashMap<Digest, u64> = HashMap::new();

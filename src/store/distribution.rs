@@ -93,6 +93,17 @@ impl StagedLayer {
     pub(super) fn blob_path(&self) -> PathBuf {
         self.scratch.path().join("blob")
     }
+
+    /// Writes the unpacked files and the blob to disk, as must happen
+    /// before they are renamed into the store. One syncfs instead of an
+    /// fsync per file: the kernel writes everything back in one pass (and
+    /// layers staged beside this one with it).
+    pub(super) fn flush(&self) -> Result<(), StoreError> {
+        let path = self.scratch.path();
+        let dir = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        sys::syncfs(&dir).context("cannot flush the layer to disk")?;
+        Ok(())
+    }
 }
 
 /// The right to fetch one layer; other pulls of it wait until it drops.
@@ -206,7 +217,6 @@ impl Store {
         // A failed read fails the unpack too; name the cause, not its echo.
         fetched.result.context("cannot read the layer")?;
         let unpacked = unpacked.context("cannot unpack the layer")?;
-        file.sync_data().context("cannot write the layer blob")?;
         Ok(StagedLayer {
             digest: actual,
             size: fetched.size,
@@ -242,11 +252,7 @@ impl Store {
         blob: &LayerBlob,
         source: &str,
     ) -> Result<u64, StoreError> {
-        // One syncfs instead of an fsync per file: the kernel writes back
-        // the layer's files (and the blob) in one pass.
-        let scratch = File::open(staged.scratch.path())
-            .with_context(|| format!("cannot open {}", staged.scratch.path().display()))?;
-        sys::syncfs(&scratch).context("cannot flush the layer to disk")?;
+        staged.flush()?;
         let _lock = self.lock()?;
         let dir = self.layer_dir(&staged.diff_id);
         if !dir.exists() {

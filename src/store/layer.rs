@@ -138,11 +138,19 @@ pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
     unpack_owned(input, dest, Owners::Drop)
 }
 
-/// Decompresses and hashes here, and has the helper process unpack the
-/// plain stream from a pipe in its user namespace; it answers with the
-/// counts as JSON.
-fn unpack_in_helper(input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacked, LayerError> {
-    let mut tar = HashingReader::new(decompress(input)?);
+/// Has the helper process decompress, hash and unpack the stream from a
+/// pipe in its user namespace; it answers with the diff_id and counts as
+/// JSON. The compressed bytes cross the pipe, a third of the tar's: the
+/// copies in and out of the pipe cost more than the decompression saves.
+fn unpack_in_helper(mut input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacked, LayerError> {
+    // Refused compressions are named here, before a process starts.
+    let mut magic = [0u8; MAGIC_LEN];
+    let n = read_up_to(&mut input, &mut magic).map_err(LayerError::Read)?;
+    match detect(&magic[..n]) {
+        Compression::Xz => return Err(LayerError::UnsupportedCompression("xz")),
+        Compression::Bzip2 => return Err(LayerError::UnsupportedCompression("bzip2")),
+        _ => {}
+    }
     let helper_err = |what: String| LayerError::Helper(what);
     let mut child = Command::new(exe)
         .args(["store-helper", "unpack"])
@@ -157,7 +165,8 @@ fn unpack_in_helper(input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacke
     // and the helper (8 KiB writes into a 64 KiB pipe made one every few
     // dozen microseconds). Best effort: a smaller pipe only costs time.
     let _ = super::sys::set_pipe_size(&stdin, PIPE_SIZE);
-    let copied = copy_in_chunks(&mut tar, &mut stdin);
+    let copied = io::Write::write_all(&mut stdin, &magic[..n])
+        .and_then(|()| copy_in_chunks(&mut input, &mut stdin));
     drop(stdin);
     let out = child
         .wait_with_output()
@@ -174,14 +183,27 @@ fn unpack_in_helper(input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacke
         });
     }
     copied.map_err(LayerError::Read)?;
-    let stats: Stats = serde_json::from_slice(&out.stdout)
+    let answer: HelperAnswer = serde_json::from_slice(&out.stdout)
         .map_err(|e| helper_err(format!("unreadable answer ({e}): {stderr}")))?;
+    let diff_id = answer
+        .diff_id
+        .parse()
+        .map_err(|e| helper_err(format!("unreadable answer: {e}")))?;
     Ok(Unpacked {
-        diff_id: tar.finish(),
-        size: stats.size,
-        skipped_devices: stats.skipped_devices,
-        newest_mtime: stats.newest_mtime,
+        diff_id,
+        size: answer.size,
+        skipped_devices: answer.skipped_devices,
+        newest_mtime: answer.newest_mtime,
     })
+}
+
+/// What the helper prints when it unpacked a layer.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HelperAnswer {
+    diff_id: String,
+    size: u64,
+    skipped_devices: u64,
+    newest_mtime: u64,
 }
 
 /// The pipe to the helper, and the writes into it.
@@ -219,16 +241,22 @@ pub fn helper_unpack(dest: &Path) -> i32 {
     let unpacked = std::env::set_current_dir(dest)
         .map_err(|e| LayerError::Helper(format!("cannot enter {}: {e}", dest.display())))
         .and_then(|()| {
-            // Plain tar, already hashed by the parent; read to the end so the
-            // parent's writes of the bytes after the tar do not fail.
-            let mut stdin = io::BufReader::with_capacity(COPY_CHUNK, io::stdin().lock());
-            let stats = unpack_tar(&mut stdin, Path::new("."), Owners::Keep)?;
+            // Read to the end, so the parent's writes of any bytes after
+            // the compressed stream do not fail.
+            let mut stdin = io::stdin().lock();
+            let unpacked = unpack_owned(&mut stdin, Path::new("."), Owners::Keep)?;
             io::copy(&mut stdin, &mut io::sink()).map_err(LayerError::Read)?;
-            Ok(stats)
+            Ok(unpacked)
         });
     match unpacked {
-        Ok(stats) => {
-            println!("{}", serde_json::to_string(&stats).unwrap_or_default());
+        Ok(u) => {
+            let answer = HelperAnswer {
+                diff_id: u.diff_id.to_string(),
+                size: u.size,
+                skipped_devices: u.skipped_devices,
+                newest_mtime: u.newest_mtime,
+            };
+            println!("{}", serde_json::to_string(&answer).unwrap_or_default());
             0
         }
         Err(LayerError::Empty) => {
