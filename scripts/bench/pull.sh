@@ -133,13 +133,16 @@ work=$BENCH_DIR/work
 rm -rf "$work"; mkdir -p "$work"; chown "$BENCH_USER:" "$work"
 home=$(getent passwd "$BENCH_USER" | cut -d: -f6)
 
-# Runs one timed command as the bench user in a fresh folder; prints "seconds max_rss_kb".
+# Runs one timed command as the bench user in a new folder; prints "seconds max_rss_kb".
+# Every run gets a folder of its own, all removed at the end: removing the
+# previous run's 10,000 files just before the next would time the
+# filesystem's inode allocator instead of the pull (ext4 without a journal, as
+# on this machine, skips inodes freed in the last minute, one at a time).
 measure() {
-    local name=$1; shift
-    local dir=$work/$name
+    local name=$1 round=$2; shift 2
+    local dir=$work/$name-$round
     runuser -u "$BENCH_USER" -- env -i HOME="$home" PATH="$SAFE_PATH" bash -c '
         d=$1; shift
-        if [[ -d $d ]]; then unshare -Ur --map-auto rm -rf "$d" 2>/dev/null || rm -rf "$d"; fi
         mkdir -p "$d"; cd "$d"
         s=$(date +%s.%N)
         /usr/bin/time -v -o time.txt "$@" >out.txt 2>err.txt || { echo "FAILED: $(tail -3 err.txt)" >&2; exit 1; }
@@ -158,13 +161,14 @@ for name in burrow podman skopeo; do times[$name]=""; rss[$name]=0; done
 for round in $(seq "$RUNS"); do
     for name in burrow podman skopeo; do
         cmd_var="${name}_cmd[@]"
-        read -r t r < <(measure "$name" "${!cmd_var}") || die "$name failed"
+        read -r t r < <(measure "$name" "$round" "${!cmd_var}") || die "$name failed"
         times[$name]+="$t "
         (( r > ${rss[$name]} )) && rss[$name]=$r
         log "round $round: $name ${t}s, peak RSS $((r / 1024)) MiB"
     done
 done
 
+log "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 pm=$(echo "${times[podman]}" | median)
 echo "| tool | median of $RUNS (s) | vs podman pull | peak RSS (MiB) |"

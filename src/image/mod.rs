@@ -11,5 +11,5 @@ mod digest;
 mod reference;
 
 pub use change::{Change, ChangeError};
-pub use digest::{Digest, DigestError, is_sha256_hex};
+pub use digest::{Digest, DigestError, Hasher, is_sha256_hex};
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError};

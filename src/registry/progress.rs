@@ -109,7 +109,8 @@ impl Progress {
     pub fn state(&self, i: usize, state: &str) {
         let mut s = self.state.lock().unwrap();
         s.rows[i].state = state.into();
-        if state == "Pull complete" {
+        // A layer another pull fetched meanwhile counts as done too.
+        if state == "Pull complete" || state == "Already exists" {
             s.rows[i].done = s.rows[i].total;
         }
         if self.bars {

@@ -3,10 +3,13 @@
 //! The recipe: resolve the reference to a manifest (through an index when
 //! the registry serves one, picking the wanted platform); fetch and check
 //! the config; download the layers the store lacks, a few at a time, each
-//! unpacked while it streams in and checked against its blob digest and its
-//! diff_id; then commit everything at once. A failure anywhere drops the
-//! scratch folders, so the store is as it was; a pull killed midway leaves
-//! only scratch that the next `Store::open` removes.
+//! claimed first (so a concurrent pull of the same layer waits for this one
+//! and then uses it), unpacked while it streams in, checked against its blob
+//! digest and its diff_id, and committed on its own; then commit the image.
+//! A failure drops the scratch folders; layers finished before it stay, and
+//! are what the next pull of the image needs anyway. A pull killed midway
+//! leaves only scratch that the next `Store::open` removes, and finished
+//! layers.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -23,9 +26,7 @@ use super::progress::Progress;
 use super::retry::{self, Resuming};
 use crate::image::{Digest, Reference};
 use crate::paths::Dirs;
-use crate::store::{
-    BlobMismatch, Image, LayerBlob, PullCommit, PulledLayer, StagedLayer, Store, StoreError,
-};
+use crate::store::{BlobMismatch, Image, LayerBlob, PullCommit, PulledLayer, Store, StoreError};
 
 /// Layers downloaded at once, as Docker's default `max-concurrent-downloads` is 3.
 const PARALLEL_DOWNLOADS: usize = 3;
@@ -138,9 +139,10 @@ pub fn pull(dirs: &Dirs, reference: &str, opts: &PullOptions) -> Result<Image> {
             });
         }
     }
-    let staged = download_all(&store, &client, repo, &what, jobs, &out);
+    let source = reference.name();
+    let fetched = download_all(&store, &client, repo, &what, &source, jobs, &out);
     out.finish();
-    let mut staged = staged?;
+    let mut fetched = fetched?;
 
     let layers = manifest
         .layers
@@ -149,14 +151,8 @@ pub fn pull(dirs: &Dirs, reference: &str, opts: &PullOptions) -> Result<Image> {
         .enumerate()
         .map(|(i, (layer, diff_id))| PulledLayer {
             diff_id: diff_id.clone(),
-            blob: LayerBlob {
-                digest: layer.digest.clone(),
-                size: layer.size,
-                media_type: layer.media_type.clone(),
-                diff_id: diff_id.to_string(),
-                sources: Vec::new(),
-            },
-            staged: staged.remove(&i),
+            blob: layer_blob(layer, diff_id),
+            unpacked_size: fetched.remove(&i).flatten(),
         })
         .collect();
     let committed = store.commit_pull(PullCommit {
@@ -230,6 +226,17 @@ fn fetch_config(client: &Client, repo: &str, manifest: &Manifest, what: &str) ->
     Ok(bytes)
 }
 
+/// What the store records about a layer's blob.
+fn layer_blob(layer: &Descriptor, diff_id: &Digest) -> LayerBlob {
+    LayerBlob {
+        digest: layer.digest.clone(),
+        size: layer.size,
+        media_type: layer.media_type.clone(),
+        diff_id: diff_id.to_string(),
+        sources: Vec::new(),
+    }
+}
+
 /// One layer to download: its place in the manifest and on screen.
 struct Job {
     index: usize,
@@ -238,16 +245,19 @@ struct Job {
     diff_id: Digest,
 }
 
-/// Downloads and unpacks `jobs` with a few threads; stops handing out new
-/// ones after the first failure, which it returns.
+/// Downloads, unpacks and commits `jobs` with a few threads; stops handing
+/// out new ones after the first failure, which it returns. Maps each job's
+/// index to the unpacked size, or `None` when another pull fetched the layer
+/// meanwhile.
 fn download_all(
     store: &Store,
     client: &Client,
     repo: &str,
     what: &str,
+    source: &str,
     jobs: Vec<Job>,
     out: &Progress,
-) -> Result<HashMap<usize, StagedLayer>> {
+) -> Result<HashMap<usize, Option<u64>>> {
     let workers = jobs.len().min(PARALLEL_DOWNLOADS);
     let queue = Mutex::new(jobs.into_iter());
     let failed = AtomicBool::new(false);
@@ -260,10 +270,14 @@ fn download_all(
                     let Some(job) = queue.lock().unwrap().next() else {
                         break;
                     };
-                    match fetch_layer(store, client, repo, what, &job, out) {
-                        Ok(staged) => {
-                            out.state(job.row, "Pull complete");
-                            done.lock().unwrap().insert(job.index, staged);
+                    match fetch_layer(store, client, repo, what, source, &job, out) {
+                        Ok(size) => {
+                            let state = match size {
+                                Some(_) => "Pull complete",
+                                None => "Already exists",
+                            };
+                            out.state(job.row, state);
+                            done.lock().unwrap().insert(job.index, size);
                         }
                         Err(e) => {
                             failed.store(true, Ordering::Relaxed);
@@ -280,18 +294,24 @@ fn download_all(
     }
 }
 
-/// One layer: streamed from the registry straight into the unpacker,
-/// resumed where it stopped after a transient failure.
+/// One layer: claimed, streamed from the registry straight into the
+/// unpacker (resumed where it stopped after a transient failure), checked
+/// and committed. `None` when another pull held the claim and fetched it.
 fn fetch_layer(
     store: &Store,
     client: &Client,
     repo: &str,
     what: &str,
+    source: &str,
     job: &Job,
     out: &Progress,
-) -> Result<StagedLayer> {
+) -> Result<Option<u64>> {
     let layer = &job.layer;
     let expected = parse_digest(what, &layer.digest)?;
+    let waiting = || out.state(job.row, "Waiting for another pull of this layer");
+    let Some(claim) = store.claim_layer(&job.diff_id, waiting)? else {
+        return Ok(None);
+    };
     let stream = Resuming::open(
         layer.size,
         |offset| client.blob_from(repo, &layer.digest, what, offset),
@@ -321,7 +341,9 @@ fn fetch_layer(
         &job.diff_id,
         &staged.diff_id,
     )?;
-    Ok(staged)
+    let size = store.commit_layer(staged, &layer_blob(layer, &job.diff_id), source)?;
+    drop(claim);
+    Ok(Some(size))
 }
 
 /// `sha256:abcdef...` → `abcdef012345`, as Docker names layers in progress lines.

@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use oci_spec::image::ImageConfiguration;
-use sha2::{Digest as _, Sha256};
 
 use super::index::Meta;
 use super::scratch::Scratch;
@@ -31,7 +30,7 @@ use crate::image::archive::{
     self as format, CONTAINERD_NAME, Descriptor, DockerEntry, Format, OCI_LAYOUT, OciIndex,
     OciManifest, REF_NAME,
 };
-use crate::image::{Digest, Reference};
+use crate::image::{Digest, Hasher, Reference};
 
 /// `anyhow::bail!` for functions returning [`StoreError`].
 macro_rules! fail {
@@ -268,7 +267,7 @@ impl Store {
             inner: BufWriter::new(
                 File::create(to).with_context(|| format!("cannot create {}", to.display()))?,
             ),
-            hasher: Sha256::new(),
+            hasher: Hasher::new(),
         };
         io::copy(&mut input, &mut out)
             .and_then(|_| out.inner.flush())
@@ -360,6 +359,10 @@ impl Store {
         images: &[(Digest, Vec<Digest>)],
         staged: HashMap<Digest, (StagedLayer, Option<String>)>,
     ) -> Result<Vec<Loaded>, StoreError> {
+        // One flush covers every staged layer: they share a filesystem.
+        if let Some((layer, _)) = staged.values().next() {
+            layer.flush()?;
+        }
         let _lock = self.lock()?;
         let mut index = self.registry_index()?;
         let mut sizes: HashMap<Digest, u64> = HashMap::new();
@@ -722,7 +725,7 @@ fn append_dir(tar: &mut tar::Builder<impl Write>, name: &str) -> Result<(), Stor
 /// Hashes what is written through it.
 struct HashingWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: Hasher,
 }
 
 impl<W: Write> Write for HashingWriter<W> {

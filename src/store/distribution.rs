@@ -1,12 +1,19 @@
 //! What the store keeps for registries: pulled layers, manifests, compressed
 //! blobs and repository digests.
 //!
-//! A pull hands each layer's stream to [`Store::receive_layer`], which unpacks
+//! A pull first claims each layer it lacks ([`Store::claim_layer`]): a
+//! second pull that needs the same layer waits for the claim and then finds
+//! the layer in the store, so concurrent pulls fetch a shared layer once. The
+//! holder hands the layer's stream to [`Store::receive_layer`], which unpacks
 //! it into a scratch folder while hashing both the compressed bytes (the blob
 //! digest, which the caller checks against the manifest) and the tar stream
-//! (the diff_id), and keeps the compressed bytes as a file beside it. Nothing
-//! is visible until [`Store::commit_pull`] moves everything into place under
-//! the lock, in the store's usual order: layers and blobs → config → meta → tag.
+//! (the diff_id), and keeps the compressed bytes as a file beside it. Once
+//! both digests check out, [`Store::commit_layer`] flushes the layer to disk
+//! and renames it (and its blob) into place under the lock, before the claim
+//! is released. A layer no image lists yet is harmless (a killed pull leaves
+//! its finished layers for the next pull to use); the image itself appears
+//! only with [`Store::commit_pull`], in the store's usual order: config →
+//! meta → tag.
 //!
 //! `images/registry.json` indexes what only registries care about:
 //! - `repo_digests`: `NAME@sha256:...` (the manifest digest a registry gave
@@ -24,12 +31,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use super::index::Meta;
+use super::lock::Claim;
 use super::scratch::Scratch;
-use super::{Image, Store, StoreError, layer, pack, write_new};
-use crate::image::{Digest, Reference};
+use super::{Image, Store, StoreError, layer, pack, stream, sys, write_new};
+use crate::image::{Digest, Hasher, Reference};
 use crate::paths::write_atomic;
 
 /// A compressed layer blob and what it unpacks to.
@@ -86,15 +93,32 @@ impl StagedLayer {
     pub(super) fn blob_path(&self) -> PathBuf {
         self.scratch.path().join("blob")
     }
+
+    /// Writes the unpacked files and the blob to disk, as must happen
+    /// before they are renamed into the store. One syncfs instead of an
+    /// fsync per file: the kernel writes everything back in one pass (and
+    /// layers staged beside this one with it).
+    pub(super) fn flush(&self) -> Result<(), StoreError> {
+        let path = self.scratch.path();
+        let dir = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        sys::syncfs(&dir).context("cannot flush the layer to disk")?;
+        Ok(())
+    }
 }
 
-/// One layer of a pull: its blob, and the staged download unless the store
-/// had the layer already.
+/// The right to fetch one layer; other pulls of it wait until it drops.
+#[derive(Debug)]
+pub struct LayerClaim {
+    _claim: Claim,
+}
+
+/// One layer of a pull: its blob, and its unpacked size when this pull
+/// fetched it (else the store measures the folder it already had).
 #[derive(Debug)]
 pub struct PulledLayer {
     pub diff_id: Digest,
     pub blob: LayerBlob,
-    pub staged: Option<StagedLayer>,
+    pub unpacked_size: Option<u64>,
 }
 
 /// Everything [`Store::commit_pull`] makes visible.
@@ -121,28 +145,10 @@ pub struct Committed {
     pub changed: bool,
 }
 
-/// Passes bytes through while hashing them and copying them to a file.
-struct Tee<'a, R> {
-    inner: R,
-    hasher: Sha256,
-    copy: BufWriter<&'a File>,
-    count: u64,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.copy.write_all(&buf[..n])?;
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
 /// Hashes what is written through it.
 struct HashWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: Hasher,
     count: u64,
 }
 
@@ -172,7 +178,7 @@ impl Store {
     /// a corrupt download is reported as such, not as a bad tarball.
     pub fn receive_layer(
         &self,
-        input: impl Read,
+        input: impl Read + Send,
         expected: &Digest,
     ) -> Result<StagedLayer, StoreError> {
         self.receive(input, Some(expected))
@@ -183,7 +189,7 @@ impl Store {
     /// the diff_id instead.
     pub(super) fn receive(
         &self,
-        input: impl Read,
+        input: impl Read + Send,
         expected: Option<&Digest>,
     ) -> Result<StagedLayer, StoreError> {
         let scratch = Scratch::create(&self.tmp, "pull")
@@ -194,37 +200,87 @@ impl Store {
         let blob_path = scratch.path().join("blob");
         let file = File::create(&blob_path)
             .with_context(|| format!("cannot create {}", blob_path.display()))?;
-        let mut tee = Tee {
-            inner: input,
-            hasher: Sha256::new(),
-            copy: BufWriter::new(&file),
-            count: 0,
-        };
-        let unpacked = layer::unpack_configured(&mut tee, &layer_dir);
-        let drained = io::copy(&mut tee, &mut io::sink());
-        let actual = Digest::from_hasher(tee.hasher.clone());
-        if let Some(expected) = expected.filter(|e| drained.is_ok() && actual != **e) {
+        let (unpacked, fetched) = std::thread::scope(|s| {
+            let (reader, fetcher) = stream::spawn_fetch(s, input, &file);
+            let unpacked = layer::unpack_configured(reader, &layer_dir);
+            (unpacked, fetcher.join())
+        });
+        let fetched = fetched.map_err(|_| anyhow!("the layer download thread panicked"))?;
+        let actual = fetched.digest;
+        if let Some(expected) = expected.filter(|e| fetched.result.is_ok() && actual != **e) {
             let mismatch = BlobMismatch {
                 expected: expected.clone(),
                 actual,
             };
             return Err(anyhow!(mismatch).into());
         }
+        // A failed read fails the unpack too; name the cause, not its echo.
+        fetched.result.context("cannot read the layer")?;
         let unpacked = unpacked.context("cannot unpack the layer")?;
-        drained.context("cannot read the layer")?;
-        tee.copy.flush().context("cannot write the layer blob")?;
-        drop(tee.copy);
-        file.sync_data().context("cannot write the layer blob")?;
         Ok(StagedLayer {
             digest: actual,
-            size: tee.count,
+            size: fetched.size,
             diff_id: unpacked.diff_id,
             unpacked_size: unpacked.size,
             scratch,
         })
     }
 
-    /// Makes a pulled image visible: layers, blobs, documents, config, meta, tag.
+    /// Claims the layer `diff_id` for fetching, waiting (after calling
+    /// `waiting` once) while another process holds it. `None` when the
+    /// layer is in the store by the time the claim is ours: whoever held it
+    /// fetched it. A claim whose holder died passes to the next waiter.
+    pub fn claim_layer(
+        &self,
+        diff_id: &Digest,
+        waiting: impl FnOnce(),
+    ) -> Result<Option<LayerClaim>, StoreError> {
+        let path = self.root.join("locks").join(diff_id.hex());
+        let claim = Claim::acquire(&path, waiting)
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok((!self.has_layer(diff_id)).then_some(LayerClaim { _claim: claim }))
+    }
+
+    /// Makes one fetched layer and its blob part of the store, durably:
+    /// the unpacked files reach the disk before the rename that makes them
+    /// visible, and the rename before any image can list the layer.
+    /// `staged` must hold a layer whose diff_id the caller checked. Returns
+    /// the unpacked size.
+    pub fn commit_layer(
+        &self,
+        staged: StagedLayer,
+        blob: &LayerBlob,
+        source: &str,
+    ) -> Result<u64, StoreError> {
+        staged.flush()?;
+        let _lock = self.lock()?;
+        let dir = self.layer_dir(&staged.diff_id);
+        if !dir.exists() {
+            layer::move_into_place(&staged.layer_dir(), &dir)
+                .with_context(|| format!("cannot move the layer into {}", dir.display()))?;
+        }
+        let target = self.blob(staged.digest.hex());
+        if !target.exists() {
+            fs::rename(staged.blob_path(), &target)
+                .with_context(|| format!("cannot move the blob into {}", target.display()))?;
+        }
+        for parent in [self.root.join("layers"), self.blobs()] {
+            sync_dir(&parent).with_context(|| format!("cannot flush {}", parent.display()))?;
+        }
+        let mut index = self.registry_index()?;
+        let entry = index
+            .layers
+            .entry(staged.diff_id.hex().to_string())
+            .or_insert_with(|| blob.clone());
+        if !entry.sources.iter().any(|s| s == source) {
+            entry.sources.push(source.to_string());
+        }
+        self.save_registry_index(&index)?;
+        Ok(staged.unpacked_size)
+    }
+
+    /// Makes a pulled image visible: documents, config, meta, tag. Its
+    /// layers are in the store already ([`Store::commit_layer`]).
     pub fn commit_pull(&self, pull: PullCommit<'_>) -> Result<Committed, StoreError> {
         let id = Digest::of(pull.config);
         let _lock = self.lock()?;
@@ -233,21 +289,19 @@ impl Store {
         let source = pull.reference.name();
         for layer in &pull.layers {
             let dir = self.layer_dir(&layer.diff_id);
-            match &layer.staged {
-                Some(staged) if !dir.exists() => {
-                    layer::move_into_place(&staged.layer_dir(), &dir)
-                        .with_context(|| format!("cannot move the layer into {}", dir.display()))?;
-                    size += staged.unpacked_size;
-                }
-                _ => size += dir_size(&dir).unwrap_or(0),
+            // An `rmi` or `prune` while this pull ran may have removed a
+            // layer that no image listed; never commit an image without it.
+            if !dir.is_dir() {
+                return Err(anyhow!(
+                    "layer {} was removed from the store while the image was pulled; pull it again",
+                    layer.diff_id
+                )
+                .into());
             }
-            if let Some(staged) = &layer.staged {
-                let blob = self.blob(staged.digest.hex());
-                if !blob.exists() {
-                    fs::rename(staged.blob_path(), &blob)
-                        .with_context(|| format!("cannot move the blob into {}", blob.display()))?;
-                }
-            }
+            size += match layer.unpacked_size {
+                Some(n) => n,
+                None => dir_size(&dir).unwrap_or(0),
+            };
             let entry = index
                 .layers
                 .entry(layer.diff_id.hex().to_string())
@@ -351,13 +405,13 @@ impl Store {
             File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let compressed = HashWriter {
             inner: BufWriter::new(file),
-            hasher: Sha256::new(),
+            hasher: Hasher::new(),
             count: 0,
         };
         let gz = flate2::write::GzEncoder::new(compressed, flate2::Compression::default());
         let mut tar = HashWriter {
             inner: gz,
-            hasher: Sha256::new(),
+            hasher: Hasher::new(),
             count: 0,
         };
         pack::pack_configured(&dir, &mut tar)
@@ -474,6 +528,11 @@ impl Store {
 }
 
 /// Bytes of regular file content under `dir`, as unpacking counts them.
+/// Flushes a folder's entries (a rename into it) to disk.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 pub(super) fn dir_size(dir: &Path) -> io::Result<u64> {
     let mut total = 0;
     for entry in fs::read_dir(dir)? {

@@ -25,10 +25,9 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use crate::image::Digest;
+use crate::image::{Digest, Hasher};
 
 #[derive(Debug, Error)]
 pub enum LayerError {
@@ -164,11 +163,19 @@ pub fn unpack(input: impl Read, dest: &Path) -> Result<Unpacked, LayerError> {
     unpack_owned(input, dest, Owners::Drop)
 }
 
-/// Decompresses and hashes here, and has the helper process unpack the
-/// plain stream from a pipe in its user namespace; it answers with the
-/// counts as JSON.
-fn unpack_in_helper(input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacked, LayerError> {
-    let mut tar = HashingReader::new(decompress(input)?);
+/// Has the helper process decompress, hash and unpack the stream from a
+/// pipe in its user namespace; it answers with the diff_id and counts as
+/// JSON. The compressed bytes cross the pipe, a third of the tar's: the
+/// copies in and out of the pipe cost more than the decompression saves.
+fn unpack_in_helper(mut input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacked, LayerError> {
+    // Refused compressions are named here, before a process starts.
+    let mut magic = [0u8; MAGIC_LEN];
+    let n = read_up_to(&mut input, &mut magic).map_err(LayerError::Read)?;
+    match detect(&magic[..n]) {
+        Compression::Xz => return Err(LayerError::UnsupportedCompression("xz")),
+        Compression::Bzip2 => return Err(LayerError::UnsupportedCompression("bzip2")),
+        _ => {}
+    }
     let helper_err = |what: String| LayerError::Helper(what);
     let mut child = Command::new(exe)
         .args(["store-helper", "unpack"])
@@ -179,7 +186,12 @@ fn unpack_in_helper(input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacke
         .spawn()
         .map_err(|e| helper_err(format!("cannot start {}: {e}", exe.display())))?;
     let mut stdin = child.stdin.take().expect("piped stdin");
-    let copied = io::copy(&mut tar, &mut stdin);
+    // A bigger pipe and bigger writes: fewer switches between this process
+    // and the helper (8 KiB writes into a 64 KiB pipe made one every few
+    // dozen microseconds). Best effort: a smaller pipe only costs time.
+    let _ = super::sys::set_pipe_size(&stdin, PIPE_SIZE);
+    let copied = io::Write::write_all(&mut stdin, &magic[..n])
+        .and_then(|()| copy_in_chunks(&mut input, &mut stdin));
     drop(stdin);
     let out = child
         .wait_with_output()
@@ -203,14 +215,47 @@ fn unpack_in_helper(input: impl Read, dest: &Path, exe: &Path) -> Result<Unpacke
         });
     }
     copied.map_err(LayerError::Read)?;
-    let stats: Stats = serde_json::from_slice(&out.stdout)
+    let answer: HelperAnswer = serde_json::from_slice(&out.stdout)
         .map_err(|e| helper_err(format!("unreadable answer ({e}): {stderr}")))?;
+    let diff_id = answer
+        .diff_id
+        .parse()
+        .map_err(|e| helper_err(format!("unreadable answer: {e}")))?;
     Ok(Unpacked {
-        diff_id: tar.finish(),
-        size: stats.size,
-        skipped_devices: stats.skipped_devices,
-        newest_mtime: stats.newest_mtime,
+        diff_id,
+        size: answer.size,
+        skipped_devices: answer.skipped_devices,
+        newest_mtime: answer.newest_mtime,
     })
+}
+
+/// What the helper prints when it unpacked a layer.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HelperAnswer {
+    diff_id: String,
+    size: u64,
+    skipped_devices: u64,
+    newest_mtime: u64,
+}
+
+/// The pipe to the helper, and the writes into it.
+const PIPE_SIZE: usize = 1 << 20;
+const COPY_CHUNK: usize = 256 << 10;
+
+/// `io::copy` with bigger reads and writes than its 8 KiB.
+fn copy_in_chunks(from: &mut impl Read, to: &mut impl io::Write) -> io::Result<u64> {
+    let mut buf = vec![0; COPY_CHUNK];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -222,15 +267,28 @@ struct HelperFailure {
 /// The helper's side of [`unpack_in_helper`]: unpacks stdin keeping owners
 /// and prints the counts as JSON. Runs as root of the user namespace.
 pub fn helper_unpack(dest: &Path) -> i32 {
-    match unpack_owned(io::stdin().lock(), dest, Owners::Keep) {
+    // Working inside `dest` (this process does nothing else) lets the tar
+    // crate's per-entry `realpath` checks resolve only the path inside the
+    // layer, not the store's own path again for every file.
+    let unpacked = std::env::set_current_dir(dest)
+        .map_err(|e| LayerError::Helper(format!("cannot enter {}: {e}", dest.display())))
+        .and_then(|()| {
+            // Read to the end, so the parent's writes of any bytes after
+            // the compressed stream do not fail.
+            let mut stdin = io::stdin().lock();
+            let unpacked = unpack_owned(&mut stdin, Path::new("."), Owners::Keep)?;
+            io::copy(&mut stdin, &mut io::sink()).map_err(LayerError::Read)?;
+            Ok(unpacked)
+        });
+    match unpacked {
         Ok(u) => {
-            let stats = Stats {
-                entries: 1,
-                newest_mtime: u.newest_mtime,
+            let answer = HelperAnswer {
+                diff_id: u.diff_id.to_string(),
                 size: u.size,
                 skipped_devices: u.skipped_devices,
+                newest_mtime: u.newest_mtime,
             };
-            println!("{}", serde_json::to_string(&stats).unwrap_or_default());
+            println!("{}", serde_json::to_string(&answer).unwrap_or_default());
             0
         }
         Err(LayerError::Empty) => {
@@ -252,7 +310,20 @@ pub fn helper_unpack(dest: &Path) -> i32 {
 
 /// Unpacks with `owners` deciding what becomes of the recorded owners.
 pub fn unpack_owned(input: impl Read, dest: &Path, owners: Owners) -> Result<Unpacked, LayerError> {
-    let tar = HashingReader::new(decompress(input)?);
+    let mut tar = HashingReader::new(decompress(input)?);
+    let stats = unpack_tar(&mut tar, dest, owners)?;
+    // The diff_id covers the bytes after the end-of-archive marker too.
+    io::copy(&mut tar, &mut io::sink()).map_err(LayerError::Read)?;
+    Ok(Unpacked {
+        diff_id: tar.finish(),
+        size: stats.size,
+        skipped_devices: stats.skipped_devices,
+        newest_mtime: stats.newest_mtime,
+    })
+}
+
+/// Unpacks a plain tar stream up to its end-of-archive marker.
+fn unpack_tar(tar: impl Read, dest: &Path, owners: Owners) -> Result<Stats, LayerError> {
     let mut archive = tar::Archive::new(tar);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
@@ -313,14 +384,7 @@ pub fn unpack_owned(input: impl Read, dest: &Path, owners: Owners) -> Result<Unp
     if stats.entries == 0 {
         return Err(LayerError::Empty);
     }
-    let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(LayerError::Read)?;
-    Ok(Unpacked {
-        diff_id: rest.finish(),
-        size: stats.size,
-        skipped_devices: stats.skipped_devices,
-        newest_mtime: stats.newest_mtime,
-    })
+    Ok(stats)
 }
 
 /// uid, gid and mode from a tar header (0 when unreadable).
@@ -458,7 +522,8 @@ pub fn inside_root(path: &Path) -> Option<PathBuf> {
 pub(super) fn decompress<'a>(mut input: impl Read + 'a) -> Result<Box<dyn Read + 'a>, LayerError> {
     let mut magic = [0u8; MAGIC_LEN];
     let n = read_up_to(&mut input, &mut magic).map_err(LayerError::Read)?;
-    let stream = io::BufReader::new(Cursor::new(magic[..n].to_vec()).chain(input));
+    let stream =
+        io::BufReader::with_capacity(64 << 10, Cursor::new(magic[..n].to_vec()).chain(input));
     Ok(match detect(&magic[..n]) {
         Compression::Plain => Box::new(stream),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(stream)),
@@ -487,14 +552,14 @@ fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Passes bytes through while hashing them.
 struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Hasher,
 }
 
 impl<R: Read> HashingReader<R> {
     fn new(inner: R) -> Self {
         HashingReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: Hasher::new(),
         }
     }
 

@@ -9,6 +9,8 @@
 //! - `images/repositories.json`: familiar tag (`busybox:latest`) → image id.
 //! - `images/lock`: a flock held exclusively while anything above changes, shared
 //!   while reading.
+//! - `images/locks/<diff_id hex>`: a claim on a layer some pull is fetching;
+//!   exists only while one is (see [`lock`]).
 //!
 //! Nothing half written is ever visible: layers are unpacked into a scratch
 //! folder under `dirs.tmp()` and renamed into place, JSON is written atomically,
@@ -22,7 +24,8 @@
 //! was unpacked with), [`archive`] saves and loads
 //! docker-archive and oci-archive tarballs, [`index`] keeps tags and metadata,
 //! [`import`] builds configs, [`remove`] decides what `rmi` may do, [`prune`]
-//! what `image prune` removes, [`sys`] wraps `lsetxattr`, [`lock`] and
+//! what `image prune` removes, [`stream`] reads a layer download on a thread
+//! of its own, [`sys`] wraps `lsetxattr` and `syncfs`, [`lock`] and
 //! [`scratch`] are the concurrency and atomicity plumbing.
 
 mod archive;
@@ -36,6 +39,7 @@ mod pack;
 mod prune;
 mod remove;
 mod scratch;
+mod stream;
 mod sys;
 #[cfg(test)]
 mod testutil;
@@ -51,7 +55,9 @@ use thiserror::Error;
 
 pub use archive::Loaded;
 pub use commit::{NewImage, docker_fields};
-pub use distribution::{BlobMismatch, Committed, LayerBlob, PullCommit, PulledLayer, StagedLayer};
+pub use distribution::{
+    BlobMismatch, Committed, LayerBlob, LayerClaim, PullCommit, PulledLayer, StagedLayer,
+};
 pub use import::{ImportOptions, host_arch};
 pub use layer::{
     Compression, LayerError, OWNER_XATTR, Ownership, detect, helper_remove, helper_unpack,
@@ -132,6 +138,7 @@ impl Store {
         for dir in [
             store.blobs(),
             store.root.join("layers"),
+            store.root.join("locks"),
             store.root.join("meta"),
         ] {
             fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

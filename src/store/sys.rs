@@ -1,8 +1,10 @@
-//! The one system call the store needs that neither std nor `nix` wraps:
-//! `lsetxattr`, to record a file's owner where it cannot be chowned.
+//! System calls the store needs beyond std: `lsetxattr`, to record a file's
+//! owner where it cannot be chowned, `syncfs`, to flush a whole unpacked
+//! layer in one call, and `F_SETPIPE_SZ` for the pipe to the unpack helper.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
+use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -28,4 +30,18 @@ pub fn lsetxattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Writes back every dirty file of the filesystem holding `file`.
+pub fn syncfs(file: &File) -> io::Result<()> {
+    nix::unistd::syncfs(file).map_err(io::Error::from)
+}
+
+/// Asks for a pipe buffer of `bytes` (`F_SETPIPE_SZ`); the kernel may refuse
+/// above `/proc/sys/fs/pipe-max-size` for an unprivileged caller.
+pub fn set_pipe_size(pipe: &impl std::os::fd::AsFd, bytes: usize) -> io::Result<()> {
+    let size = i32::try_from(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size))
+        .map(drop)
+        .map_err(io::Error::from)
 }

@@ -113,7 +113,7 @@ impl Registry {
             .port();
         let host = format!("127.0.0.1:{port}");
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{extra}",
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{extra}",
             dir.join("storage").display()
         );
         fs::write(dir.join("config.yml"), config).unwrap();
@@ -173,6 +173,17 @@ impl Registry {
         cmd.arg(format!("oci:{}:latest", layout.display()))
             .arg(format!("docker://{}", self.name(name)));
         run_ok(cmd);
+    }
+
+    /// How many times the registry served the blob `digest` (GET requests
+    /// of any repository), counted in its access log.
+    fn blob_gets(&self, digest: &str) -> usize {
+        let log = fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+        let uri = format!("/blobs/{digest}\"");
+        log.lines()
+            .filter(|l| l.contains("msg=\"response completed\""))
+            .filter(|l| l.contains("http.request.method=GET") && l.contains(&uri))
+            .count()
     }
 
     /// The registry's copy of a blob.
@@ -749,6 +760,186 @@ fn a_pull_killed_midway_leaves_nothing_the_next_pull_trips_on() {
         "the killed pull's scratch remains"
     );
     assert_eq!(entries(&images.join("layers")).len(), 2);
+    let out = env
+        .burrow(["run", "--rm", &reference, "wc", "-c", "/big"])
+        .success();
+    assert_eq!(out.stdout.split_whitespace().next(), Some("50331648"));
+}
+
+/// A blob of the OCI layout in `dir`.
+fn layout_blob(dir: &Path, digest: &str) -> Vec<u8> {
+    fs::read(dir.join("blobs/sha256").join(&digest[7..])).unwrap()
+}
+
+fn json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
+/// The manifest that the layout's first index entry (`latest`) names.
+fn layout_manifest(dir: &Path) -> serde_json::Value {
+    let index = json_file(&dir.join("index.json"));
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    serde_json::from_slice(&layout_blob(dir, digest)).unwrap()
+}
+
+/// The layer digests of the image `name` as the registry holds it (skopeo
+/// compresses the layout's uncompressed layers as it pushes them).
+fn registry_layers(reg: &Registry, name: &str) -> Vec<String> {
+    let mut inspect = Command::new("skopeo");
+    inspect
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}", reg.name(name)));
+    let manifest: serde_json::Value = serde_json::from_str(&run_ok(inspect)).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Adds a second image to the layout, named `variant`: the same layers
+/// under a config of its own (one more Env entry), so another image id.
+fn add_variant(dir: &Path) {
+    let blobs = dir.join("blobs/sha256");
+    let put = |bytes: &[u8]| {
+        let digest = sha256(bytes);
+        fs::write(blobs.join(&digest[7..]), bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let mut manifest = layout_manifest(dir);
+    let config_digest = manifest["config"]["digest"].as_str().unwrap().to_string();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&layout_blob(dir, &config_digest)).unwrap();
+    config["config"]["Env"] = serde_json::json!(["VARIANT=1"]);
+    let (digest, size) = put(config.to_string().as_bytes());
+    manifest["config"]["digest"] = digest.into();
+    manifest["config"]["size"] = size.into();
+    let (digest, size) = put(manifest.to_string().as_bytes());
+    let mut index = json_file(&dir.join("index.json"));
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+            "annotations": {"org.opencontainers.image.ref.name": "variant"},
+        }));
+    fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
+
+#[test]
+fn concurrent_pulls_of_images_sharing_layers_fetch_each_layer_once() {
+    let Some(reg) = Registry::start(&[]) else {
+        return;
+    };
+    let Some(layout) = layout_with_big_layer(48 << 20) else {
+        return;
+    };
+    add_variant(layout.path());
+    reg.skopeo_push(layout.path(), "one:1", None);
+    let mut push = Command::new("skopeo");
+    push.args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:variant", layout.path().display()))
+        .arg(format!("docker://{}", reg.name("two:1")));
+    run_ok(push);
+    let layers = registry_layers(&reg, "one:1");
+    assert_eq!(layers, registry_layers(&reg, "two:1"));
+    for layer in &layers {
+        assert_eq!(reg.blob_gets(layer), 0, "skopeo's push fetched {layer}");
+    }
+    let env = setup!(Env::empty());
+    let (one, two) = (reg.name("one:1"), reg.name("two:1"));
+
+    // Both start at once: the second finds the first's claim on each layer,
+    // waits, and uses what the first fetched.
+    let first = env.spawn(["pull", &one]);
+    let second = env.spawn(["pull", &two]);
+    let first = first.finish(Duration::from_secs(120)).success();
+    let second = second.finish(Duration::from_secs(120)).success();
+    for layer in &layers {
+        assert_eq!(
+            reg.blob_gets(layer),
+            1,
+            "layer {layer} was not fetched exactly once:\n{}\n{}",
+            first.describe(),
+            second.describe()
+        );
+    }
+    let both = format!("{}{}", first.stdout, second.stdout);
+    assert!(
+        both.contains("Waiting for another pull of this layer"),
+        "the pulls did not overlap, so the test proved nothing:\n{both}"
+    );
+    let images = env.data_dir().join("images");
+    assert_eq!(entries(&images.join("layers")).len(), 2);
+    assert_eq!(entries(&images.join("locks")), Vec::<String>::new());
+    for (image, env_var) in [(&one, ""), (&two, "VARIANT=1")] {
+        let out = env
+            .burrow(["run", "--rm", image, "sh", "-c", "wc -c /big; env"])
+            .success();
+        assert!(out.stdout.contains("50331648 /big"), "{}", out.describe());
+        assert!(out.stdout.contains(env_var), "{}", out.describe());
+    }
+}
+
+#[test]
+fn a_killed_pull_does_not_block_a_pull_waiting_for_its_layer() {
+    let Some(reg) = Registry::start(&[]) else {
+        return;
+    };
+    let Some(layout) = layout_with_big_layer(48 << 20) else {
+        return;
+    };
+    reg.skopeo_push(layout.path(), "big:1", None);
+    let big = registry_layers(&reg, "big:1").pop().unwrap();
+    let env = setup!(Env::empty());
+    let reference = reg.name("big:1");
+
+    let tmp = env.data_dir().join("tmp");
+    let received = || -> u64 {
+        entries(&tmp)
+            .iter()
+            .filter(|n| n.starts_with("image-pull-"))
+            .filter_map(|n| fs::metadata(tmp.join(n).join("blob")).ok())
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0)
+    };
+    let mut first = env.spawn(["pull", &reference]);
+    // More than the busybox layer holds: the first pull is fetching the big
+    // layer, so it holds that layer's claim.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received() < (4 << 20) {
+        assert!(
+            first.is_running(),
+            "the first pull ended too soon:\n{}",
+            first.stdout_so_far()
+        );
+        assert!(Instant::now() < deadline, "the download never started");
+        thread::sleep(Duration::from_millis(2));
+    }
+    let short = &big[7..19];
+    let mut second = env.spawn(["pull", &reference]);
+    second.wait_for_stdout(
+        &format!("{short}: Waiting for another pull of this layer"),
+        Duration::from_secs(60),
+    );
+    assert!(
+        first.is_running(),
+        "the first pull ended before it could be killed:\n{}",
+        first.stdout_so_far()
+    );
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    let killed = first.finish(Duration::from_secs(10));
+    assert_eq!(killed.code, 128 + 9, "{}", killed.describe());
+
+    // The kernel dropped the dead pull's flock; the waiter takes the layer over.
+    let second = second.finish(Duration::from_secs(120)).success();
+    assert!(
+        second.stdout.contains(&format!("{short}: Pull complete")),
+        "{}",
+        second.describe()
+    );
     let out = env
         .burrow(["run", "--rm", &reference, "wc", "-c", "/big"])
         .success();
