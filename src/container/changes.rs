@@ -17,8 +17,9 @@
 //!
 //! Both give a [`Diff`]: the change list and the tar items, keyed by path so
 //! the tar is sorted with parents before children. [`write_tar`] writes the
-//! items as an OCI layer: OCI whiteouts, owners as the container sees them,
-//! mtimes clamped to `SOURCE_DATE_EPOCH` when it is set.
+//! items as an OCI layer: OCI whiteouts, owners as the container sees them
+//! (or as recorded, for single-id images: see `overlay::owners`), mtimes
+//! clamped to `SOURCE_DATE_EPOCH` when it is set.
 //!
 //! Files the container's users created belong to subordinate ids the caller
 //! may not read, so [`diff`] and [`export_layer`] do the reading as root of
@@ -37,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use super::record::Record;
 use super::rootfs::Driver;
 use crate::overlay::layers::Layers;
-use crate::overlay::whiteout;
+use crate::overlay::{owners, whiteout};
 use crate::paths::Dirs;
 
 /// What happened to a path.
@@ -354,6 +355,19 @@ pub fn write_tar(diff: &Diff, out: impl Write, epoch: Option<u64>) -> io::Result
     builder.into_inner()?.flush()
 }
 
+/// The owner a layer should record for `full`: the one recorded in its
+/// owner xattr when the file belongs to the namespace's root (a single-id
+/// image, where the store could not chown), else its real owner.
+fn owner_of(full: &Path, meta: &fs::Metadata) -> (u32, u32) {
+    if meta.uid() == 0
+        && meta.gid() == 0
+        && let Some(o) = owners::read(full)
+    {
+        return (o.uid, o.gid);
+    }
+    (meta.uid(), meta.gid())
+}
+
 fn append_node<W: Write>(
     builder: &mut tar::Builder<W>,
     header: &mut tar::Header,
@@ -366,8 +380,9 @@ fn append_node<W: Write>(
     let mtime = meta.mtime().max(0) as u64;
     header.set_mtime(epoch.map_or(mtime, |e| mtime.min(e)));
     header.set_mode(meta.mode() & 0o7777);
-    header.set_uid(u64::from(meta.uid()));
-    header.set_gid(u64::from(meta.gid()));
+    let (uid, gid) = owner_of(full, &meta);
+    header.set_uid(u64::from(uid));
+    header.set_gid(u64::from(gid));
     let ft = meta.file_type();
     if ft.is_dir() {
         header.set_entry_type(tar::EntryType::Directory);

@@ -23,7 +23,9 @@
 //! has as the server sees them. Run inside the container's user namespace,
 //! that is the container's view. New files get the caller's ids when the
 //! server may chown (root in that namespace), and the server's own otherwise;
-//! permissions are checked by the kernel (`default_permissions`).
+//! permissions are checked by the kernel (`default_permissions`). Images of
+//! a user without subordinate ids record their owners in an xattr instead;
+//! [`owners`] keeps those records true across chown.
 //!
 //! This module imports no other engine (sandbox, net) and no orchestration:
 //! it is handed folders and, at most, a file descriptor.
@@ -33,6 +35,7 @@ mod engine;
 mod fuse;
 mod inodes;
 pub mod layers;
+pub mod owners;
 mod sys;
 pub mod whiteout;
 
