@@ -50,11 +50,8 @@ impl Store {
                 let scratch = Scratch::create(&self.tmp, "commit").with_context(|| {
                     format!("cannot create a scratch folder in {}", self.tmp.display())
                 })?;
-                // Unpacked like a pulled or imported layer, so its owners are
-                // kept (chowned, or recorded where only one id is mapped)
-                // rather than all becoming the caller's.
-                let unpacked = layer::unpack_configured(input, scratch.path())
-                    .context("cannot unpack the new layer")?;
+                let unpacked =
+                    layer::unpack(input, scratch.path()).context("cannot unpack the new layer")?;
                 Some((scratch, unpacked))
             }
             None => None,
