@@ -669,6 +669,39 @@ mod tests {
         }
     }
 
+    /// Single-id images: a file of the namespace's root that records an
+    /// owner is written with the recorded one; any other keeps its own.
+    #[test]
+    fn recorded_owners_reach_the_layer_tar() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lower, upper) = (tmp.path().join("lower"), tmp.path().join("upper"));
+        fs::create_dir_all(&lower).unwrap();
+        fs::create_dir_all(&upper).unwrap();
+        let f = upper.join("f");
+        fs::write(&f, "f").unwrap();
+        if xattr::set(&f, owners::OWNER_RECORD, b"1000:100:644").is_err() {
+            eprintln!("skipped: no user xattrs on the temporary folder's filesystem");
+            return;
+        }
+        let diff = scan_upper(&upper, &[lower]).unwrap();
+        let mut tar = Vec::new();
+        write_tar(&diff, &mut tar, None).unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let header = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().header().clone())
+            .find(|h| h.path().unwrap().as_os_str() == "f")
+            .expect("f in the tar");
+        let meta = fs::metadata(&f).unwrap();
+        let want = if meta.uid() == 0 && meta.gid() == 0 {
+            (1000, 100)
+        } else {
+            (u64::from(meta.uid()), u64::from(meta.gid()))
+        };
+        assert_eq!((header.uid().unwrap(), header.gid().unwrap()), want);
+    }
+
     #[test]
     fn copy_compared_with_layers() {
         let tmp = tempfile::tempdir().unwrap();
