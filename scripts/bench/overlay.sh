@@ -54,6 +54,7 @@ fi
 log() { printf '%s\n' "$*" >&2; }
 now() { date +%s.%N; }
 
+chmod -R u+rwX "$BENCH_DIR" 2>/dev/null || true
 rm -rf "$BENCH_DIR"
 mkdir -p "$BENCH_DIR"
 B=$BENCH_DIR
@@ -82,8 +83,15 @@ rm -rf "$B/src"
 # mount DRIVER: makes $B/mnt show the lower layer; prints the command that
 # runs a workload in the mount's namespace.
 server=""
+# Removes what a mount left; a volatile overlay leaves a mode-000 folder
+# with contents in its work dir, which only a chmod lets us remove.
+clean() {
+    chmod -R u+rwX "$@" 2>/dev/null || true
+    rm -rf "$@"
+}
+
 mount_driver() {
-    rm -rf "$B/upper" "$B/work" "$B/mnt"
+    clean "$B/upper" "$B/work" "$B/mnt"
     mkdir -p "$B/upper" "$B/work" "$B/mnt"
     case $1 in
     plain)
@@ -154,7 +162,9 @@ run_in() {
 workload() {
     local m=$B/mnt
     case $1 in
-    create) echo "t=\$(date +%s.%N); mkdir $m/new && tar -C $m/new -xf $B/tree.tar; echo \$(date +%s.%N) - \$t | bc" ;;
+    # --no-same-owner: as root of a user namespace (the kernel rows) tar
+    # would try to give the files the archive's owner, which is not mapped.
+    create) echo "t=\$(date +%s.%N); mkdir $m/new && tar --no-same-owner -C $m/new -xf $B/tree.tar; echo \$(date +%s.%N) - \$t | bc" ;;
     stat) echo "t=\$(date +%s.%N); find $m/small -type f -exec cat {} + >/dev/null; echo \$(date +%s.%N) - \$t | bc" ;;
     write) echo "t=\$(date +%s.%N); dd if=/dev/zero of=$m/big bs=1M count=$MIB conv=fsync status=none; echo \$(date +%s.%N) - \$t | bc" ;;
     read) echo "t=\$(date +%s.%N); dd if=$m/big of=/dev/null bs=1M status=none; echo \$(date +%s.%N) - \$t | bc" ;;
@@ -190,6 +200,7 @@ for w in $WORKLOADS; do
     done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+clean "$B/upper" "$B/work" "$B/mnt"
 
 printf '\n%-8s' workload
 for d in $DRIVERS; do printf ' %16s' "$d"; done
@@ -231,4 +242,4 @@ for d in $DRIVERS; do
 done
 printf '   (peak VmHWM of the FUSE server over every run)\n'
 printf 'load average: %s before, %s after; %s CPUs\n' "$load_before" "$load_after" "$(nproc)"
-rm -rf "$B"
+clean "$B"
