@@ -315,6 +315,11 @@ fn xattrs() {
 }
 
 #[test]
+fn owner_records_survive_copy_up_and_follow_chown() {
+    overlay_case("owners");
+}
+
+#[test]
 fn mmap_writes() {
     overlay_case("mmap");
 }

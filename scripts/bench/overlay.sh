@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Overlay benchmark: burrow's FUSE overlay against fuse-overlayfs, the kernel
-# overlay (mounted in a user namespace, as rootless Podman does) and a plain
-# folder (the limit), on the same workloads, as one unprivileged user.
+# overlay (mounted in a user namespace with burrow's options, and with
+# rootless Podman's) and a plain folder (the limit), on the same workloads,
+# as one unprivileged user.
 #
 #   scripts/bench/overlay.sh [BURROW_BIN]
 #
@@ -9,20 +10,33 @@
 #   create   unpack a tree of $FILES small files (tar x)
 #   stat     stat and read every file of a lower layer holding $FILES files
 #   write    write $MIB MiB sequentially and fsync
-#   read     read it back (after dropping the mount's cache by remounting)
+#   read     read a $MIB MiB lower file sequentially (the mount is fresh, so
+#            nothing of it is in the mount's page cache)
+#   reread   write $MIB MiB through the mount, then time reading it back
 #   copyup   append one byte to each of 1000 lower 4 KiB files
-# Prints seconds per driver and the ratio against fuse-overlayfs.
+# Within one repetition the drivers take turns, so a load that comes and
+# goes on the machine hits them alike. Prints seconds per driver, the ratio
+# against fuse-overlayfs, the CPU time the FUSE servers spent (user+system,
+# steadier than wall time on a loaded machine, but blind to the kernel's
+# side of each request), their peak RSS (VmHWM) and the load average.
+#
+# Drivers: plain (a copy in a folder), burrow (`burrow overlay-mount`),
+# fuse-overlayfs, kernel (overlayfs in a user namespace with the options
+# burrow's `overlay` driver uses for `run --rm`: userxattr,volatile), podman
+# (overlayfs as rootless Podman 4.3 mounts it for `run --rm`, read from its
+# mountinfo: userxattr,volatile; the same code path, so the two rows should
+# differ by noise only).
 #
 # Environment: REPS (5), FILES (10000), MIB (1024), DRIVERS ("plain burrow
-# fuse-overlayfs kernel"), BENCH_DIR (a folder on the disk to measure,
-# default /var/tmp/burrow-bench). As root, it re-runs itself as
+# fuse-overlayfs kernel podman"), BENCH_DIR (a folder on the disk to
+# measure, default /var/tmp/burrow-bench). As root, it re-runs itself as
 # $BENCH_USER (burrow-test).
 set -euo pipefail
 
 REPS=${REPS:-5}
 FILES=${FILES:-10000}
 MIB=${MIB:-1024}
-DRIVERS=${DRIVERS:-"plain burrow fuse-overlayfs kernel"}
+DRIVERS=${DRIVERS:-"plain burrow fuse-overlayfs kernel podman"}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/burrow-bench}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 BURROW=${1:-${BURROW:-$here/target/release/burrow}}
@@ -40,11 +54,13 @@ fi
 log() { printf '%s\n' "$*" >&2; }
 now() { date +%s.%N; }
 
+chmod -R u+rwX "$BENCH_DIR" 2>/dev/null || true
 rm -rf "$BENCH_DIR"
 mkdir -p "$BENCH_DIR"
 B=$BENCH_DIR
 
-# The lower layer: $FILES small files in 100 folders, and 1000 4 KiB files.
+# The lower layer: $FILES small files in 100 folders, 1000 4 KiB files and
+# one $MIB MiB file.
 log "preparing the lower layer and the tarball"
 mkdir -p "$B/lower/small" "$B/lower/cu" "$B/src"
 python3 - "$B" "$FILES" <<'EOF'
@@ -60,14 +76,22 @@ for i in range(1000):
     with open(f"{b}/lower/cu/f{i}", "wb") as f:
         f.write(b"y" * 4096)
 EOF
+dd if=/dev/urandom of="$B/lower/big" bs=1M count="$MIB" status=none
 tar -C "$B/src" -cf "$B/tree.tar" .
 rm -rf "$B/src"
 
 # mount DRIVER: makes $B/mnt show the lower layer; prints the command that
 # runs a workload in the mount's namespace.
 server=""
+# Removes what a mount left; a volatile overlay leaves a mode-000 folder
+# with contents in its work dir, which only a chmod lets us remove.
+clean() {
+    chmod -R u+rwX "$@" 2>/dev/null || true
+    rm -rf "$@"
+}
+
 mount_driver() {
-    rm -rf "$B/upper" "$B/work" "$B/mnt"
+    clean "$B/upper" "$B/work" "$B/mnt"
     mkdir -p "$B/upper" "$B/work" "$B/mnt"
     case $1 in
     plain)
@@ -75,17 +99,46 @@ mount_driver() {
     burrow)
         "$BURROW" overlay-mount --lower "$B/lower" --upper "$B/upper" --work "$B/work" "$B/mnt" >"$B/server.out" 2>&1 &
         server=$!
-        for _ in $(seq 100); do grep -q mounted "$B/server.out" 2>/dev/null && break; sleep 0.05; done ;;
+        wait_mounted ;;
     fuse-overlayfs)
-        fuse-overlayfs -o "lowerdir=$B/lower,upperdir=$B/upper,workdir=$B/work" "$B/mnt" ;;
-    kernel) ;; # mounted inside the namespace by run_in
+        # In the foreground (-f), so $! is the server whose memory we read.
+        fuse-overlayfs -f -o "lowerdir=$B/lower,upperdir=$B/upper,workdir=$B/work" "$B/mnt" 2>"$B/server.out" &
+        server=$!
+        wait_mounted ;;
+    kernel | podman) ;; # mounted inside the namespace by run_in
+    esac
+}
+
+wait_mounted() {
+    for _ in $(seq 200); do
+        grep -q " $B/mnt " /proc/self/mountinfo && return 0
+        sleep 0.05
+    done
+    log "the $B/mnt mount did not come up: $(cat "$B/server.out")"
+    exit 1
+}
+
+# The peak resident memory of the FUSE server, in KiB (0 for none).
+peak_rss() {
+    case $1 in
+    burrow | fuse-overlayfs) awk '/^VmHWM:/ {print $2}' "/proc/$server/status" ;;
+    *) echo 0 ;;
+    esac
+}
+
+# The CPU time the FUSE server has used so far, in seconds ("" for none).
+server_cpu() {
+    case $1 in
+    burrow | fuse-overlayfs)
+        # Fields 14 and 15 of /proc/PID/stat (after the parenthesised name).
+        sed 's/.*) //' "/proc/$server/stat" | awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($12 + $13) / hz}' ;;
     esac
 }
 
 umount_driver() {
     case $1 in
     burrow) kill "$server" && wait "$server" || true ;;
-    fuse-overlayfs) fusermount3 -u "$B/mnt" ;;
+    fuse-overlayfs) fusermount3 -u "$B/mnt" && wait "$server" || true ;;
     esac
 }
 
@@ -93,8 +146,14 @@ umount_driver() {
 # the kernel overlay mounted for the kernel driver; prints its seconds.
 run_in() {
     local driver=$1 script=$2
+    local opts="lowerdir=$B/lower,upperdir=$B/upper,workdir=$B/work"
     if [[ $driver == kernel ]]; then
-        unshare -rm bash -c "mount -t overlay overlay -o 'lowerdir=$B/lower,upperdir=$B/upper,workdir=$B/work,userxattr' '$B/mnt' && $script"
+        # burrow's overlay driver (src/container/rootfs.rs) for `run --rm`.
+        unshare -rm bash -c "mount -t overlay overlay -o '$opts,userxattr,volatile' '$B/mnt' && $script"
+    elif [[ $driver == podman ]]; then
+        # Podman 4.3's rootless `run --rm`: its mountinfo shows userxattr and
+        # fsync=volatile (redirect_dir=nofollow and uuid=on are the defaults).
+        unshare -rm bash -c "mount -t overlay overlay -o '$opts,volatile,userxattr' '$B/mnt' && $script"
     else
         bash -c "$script"
     fi
@@ -103,36 +162,50 @@ run_in() {
 workload() {
     local m=$B/mnt
     case $1 in
-    create) echo "t=\$(date +%s.%N); mkdir $m/new && tar -C $m/new -xf $B/tree.tar; echo \$(date +%s.%N) - \$t | bc" ;;
+    # --no-same-owner: as root of a user namespace (the kernel rows) tar
+    # would try to give the files the archive's owner, which is not mapped.
+    create) echo "t=\$(date +%s.%N); mkdir $m/new && tar --no-same-owner -C $m/new -xf $B/tree.tar; echo \$(date +%s.%N) - \$t | bc" ;;
     stat) echo "t=\$(date +%s.%N); find $m/small -type f -exec cat {} + >/dev/null; echo \$(date +%s.%N) - \$t | bc" ;;
     write) echo "t=\$(date +%s.%N); dd if=/dev/zero of=$m/big bs=1M count=$MIB conv=fsync status=none; echo \$(date +%s.%N) - \$t | bc" ;;
-    read) echo "dd if=/dev/zero of=$m/big bs=1M count=$MIB status=none; t=\$(date +%s.%N); dd if=$m/big of=/dev/null bs=1M status=none; echo \$(date +%s.%N) - \$t | bc" ;;
+    read) echo "t=\$(date +%s.%N); dd if=$m/big of=/dev/null bs=1M status=none; echo \$(date +%s.%N) - \$t | bc" ;;
+    reread) echo "dd if=/dev/zero of=$m/new bs=1M count=$MIB status=none; t=\$(date +%s.%N); dd if=$m/new of=/dev/null bs=1M status=none; echo \$(date +%s.%N) - \$t | bc" ;;
     copyup) echo "t=\$(date +%s.%N); for f in $m/cu/*; do printf z >> \$f; done; echo \$(date +%s.%N) - \$t | bc" ;;
     esac
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {m=a[int((NR+1)/2)]; printf "%.3f", m}'; }
 
-declare -A result
-for w in create stat write read copyup; do
-    for d in $DRIVERS; do
-        if [[ $d == fuse-overlayfs ]] && ! command -v fuse-overlayfs >/dev/null; then continue; fi
-        times=()
-        for _ in $(seq "$REPS"); do
+if ! command -v fuse-overlayfs >/dev/null; then
+    log "fuse-overlayfs is missing (apt-get install fuse-overlayfs): no ratios"
+    DRIVERS=${DRIVERS//fuse-overlayfs/}
+fi
+declare -A result times rss cpu cpus
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+WORKLOADS="create stat write read reread copyup"
+for w in $WORKLOADS; do
+    for _ in $(seq "$REPS"); do
+        for d in $DRIVERS; do
             mount_driver "$d"
-            times+=("$(run_in "$d" "$(workload "$w")")")
+            times[$w,$d]+="$(run_in "$d" "$(workload "$w")") "
+            cpus[$w,$d]+="$(server_cpu "$d") "
+            kib=$(peak_rss "$d")
+            (( kib > ${rss[$d]:-0} )) && rss[$d]=$kib
             umount_driver "$d"
         done
-        result[$w,$d]=$(printf '%s\n' "${times[@]}" | median)
-        log "$w $d ${result[$w,$d]}"
+    done
+    for d in $DRIVERS; do
+        result[$w,$d]=$(printf '%s\n' ${times[$w,$d]} | median)
+        [[ -n ${cpus[$w,$d]// /} ]] && cpu[$w,$d]=$(printf '%s\n' ${cpus[$w,$d]} | median)
+        log "$w $d ${result[$w,$d]}  (runs: ${times[$w,$d]}; server cpu: ${cpus[$w,$d]})"
     done
 done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+clean "$B/upper" "$B/work" "$B/mnt"
 
-if [[ -n $server ]]; then :; fi
 printf '\n%-8s' workload
 for d in $DRIVERS; do printf ' %16s' "$d"; done
 printf '   (seconds, median of %s; x = fuse-overlayfs / driver)\n' "$REPS"
-for w in create stat write read copyup; do
+for w in $WORKLOADS; do
     printf '%-8s' "$w"
     for d in $DRIVERS; do
         v=${result[$w,$d]:-}
@@ -145,4 +218,28 @@ for w in create stat write read copyup; do
     done
     printf '\n'
 done
-rm -rf "$B"
+printf '\nserver CPU seconds (user+system, median):\n'
+for w in $WORKLOADS; do
+    printf '%-8s' "$w"
+    for d in $DRIVERS; do
+        v=${cpu[$w,$d]:-}
+        ref=${cpu[$w,fuse-overlayfs]:-}
+        if [[ -n $v && -n $ref && $v != 0.000 ]]; then
+            printf ' %8s (%5.2fx)' "$v" "$(echo "$ref / $v" | bc -l)"
+        else
+            printf ' %16s' "${v:--}"
+        fi
+    done
+    printf '\n'
+done
+printf '%-8s' "rss MiB"
+for d in $DRIVERS; do
+    if (( ${rss[$d]:-0} > 0 )); then
+        printf ' %16.1f' "$(echo "${rss[$d]} / 1024" | bc -l)"
+    else
+        printf ' %16s' -
+    fi
+done
+printf '   (peak VmHWM of the FUSE server over every run)\n'
+printf 'load average: %s before, %s after; %s CPUs\n' "$load_before" "$load_after" "$(nproc)"
+clean "$B"

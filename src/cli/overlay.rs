@@ -30,7 +30,7 @@ pub struct OverlayMountArgs {
     /// Let other users use the mount (needs user_allow_other in /etc/fuse.conf when unprivileged)
     #[arg(long)]
     pub allow_other: bool,
-    /// Request-serving threads [default: the number of CPUs, 2 to 8]
+    /// Request-serving threads [default: half the CPUs, 1 to 4]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Where to mount

@@ -17,8 +17,9 @@
 //!
 //! Both give a [`Diff`]: the change list and the tar items, keyed by path so
 //! the tar is sorted with parents before children. [`write_tar`] writes the
-//! items as an OCI layer: OCI whiteouts, owners as the container sees them,
-//! mtimes clamped to `SOURCE_DATE_EPOCH` when it is set.
+//! items as an OCI layer: OCI whiteouts, owners as the container sees them
+//! (or as recorded, for single-id images: see `overlay::owners`), mtimes
+//! clamped to `SOURCE_DATE_EPOCH` when it is set.
 //!
 //! Owners are the container's: where the store recorded a file's owner in
 //! its `user.burrow.owner` xattr (one id mapped), that owner, else `stat`'s.
@@ -40,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use super::record::Record;
 use super::rootfs::Driver;
 use crate::overlay::layers::Layers;
-use crate::overlay::whiteout;
+use crate::overlay::{owners, whiteout};
 use crate::paths::Dirs;
 
 /// What happened to a path.
@@ -357,6 +358,13 @@ pub fn write_tar(diff: &Diff, out: impl Write, epoch: Option<u64>) -> io::Result
     builder.into_inner()?.flush()
 }
 
+/// The owner a layer should record for `full`: the one in its owner xattr
+/// if it has one (a single-id image, where the store could not chown, and
+/// copy-up and chown keep the record), else its real owner.
+fn owner_of(full: &Path, meta: &fs::Metadata) -> (u32, u32) {
+    owners::read(full).map_or((meta.uid(), meta.gid()), |o| (o.uid, o.gid))
+}
+
 fn append_node<W: Write>(
     builder: &mut tar::Builder<W>,
     header: &mut tar::Header,
@@ -369,12 +377,9 @@ fn append_node<W: Write>(
     let mtime = meta.mtime().max(0) as u64;
     header.set_mtime(epoch.map_or(mtime, |e| mtime.min(e)));
     header.set_mode(meta.mode() & 0o7777);
-    // With one id, a file's owner from the image is in an xattr (copy-up
-    // keeps it); stat would say 0:0.
-    let (uid, gid) = crate::store::recorded_owner(full)
-        .map_or((meta.uid().into(), meta.gid().into()), |(u, g, _)| (u, g));
-    header.set_uid(uid);
-    header.set_gid(gid);
+    let (uid, gid) = owner_of(full, &meta);
+    header.set_uid(u64::from(uid));
+    header.set_gid(u64::from(gid));
     let ft = meta.file_type();
     if ft.is_dir() {
         header.set_entry_type(tar::EntryType::Directory);
@@ -659,6 +664,33 @@ mod tests {
         for e in archive.entries().unwrap() {
             assert!(e.unwrap().header().mtime().unwrap() <= 5);
         }
+    }
+
+    /// Single-id images: a file that records an owner is written with the
+    /// recorded one.
+    #[test]
+    fn recorded_owners_reach_the_layer_tar() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lower, upper) = (tmp.path().join("lower"), tmp.path().join("upper"));
+        fs::create_dir_all(&lower).unwrap();
+        fs::create_dir_all(&upper).unwrap();
+        let f = upper.join("f");
+        fs::write(&f, "f").unwrap();
+        if xattr::set(&f, owners::OWNER_RECORD, b"1000:100:644").is_err() {
+            eprintln!("skipped: no user xattrs on the temporary folder's filesystem");
+            return;
+        }
+        let diff = scan_upper(&upper, &[lower]).unwrap();
+        let mut tar = Vec::new();
+        write_tar(&diff, &mut tar, None).unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let header = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().header().clone())
+            .find(|h| h.path().unwrap().as_os_str() == "f")
+            .expect("f in the tar");
+        assert_eq!((header.uid().unwrap(), header.gid().unwrap()), (1000, 100));
     }
 
     #[test]

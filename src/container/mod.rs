@@ -148,8 +148,14 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
     fs::create_dir_all(dirs.tmp())?;
     let built = (|| -> Result<Record> {
         fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
-        let (driver, _why) = rootfs::choose(requested_driver, &image.layers)?;
-        let root = rootfs::prepare(driver, &image.layers, &staging, &dirs.container(&id))?;
+        let (driver, _why) = rootfs::choose_in(requested_driver, &image.layers, Some(&staging))?;
+        let root = rootfs::prepare(
+            driver,
+            &image.layers,
+            &staging,
+            &dirs.container(&id),
+            req.auto_remove,
+        )?;
         let user = resolve_user(&image.layers, user_spec.as_ref(), &user_text, &ids)?;
         let hostname = req.hostname.clone().unwrap_or_else(|| match network {
             Network::Host => nix::unistd::gethostname()

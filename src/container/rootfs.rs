@@ -18,6 +18,13 @@
 //! - `vfs`: a private copy of every layer, bottom first, with OCI whiteouts
 //!   (`.wh.NAME` deletes NAME, `.wh..wh..opq` empties the folder) applied on
 //!   the way. The last resort, and the one that works everywhere.
+//!
+//! Checks come first, so a problem is one clear error instead of a failed
+//! mount inside the sandbox: every layer must still be in the store; the
+//! kernel overlay needs an upper dir on a filesystem with user xattrs and
+//! d_type; the FUSE overlay needs `/dev/fuse`. When the user named no
+//! driver, a driver that fails its check gives way to the next one; a
+//! driver the user asked for is checked, never replaced.
 
 use std::fs;
 use std::io;
@@ -61,9 +68,23 @@ impl Driver {
 /// works, else burrow's FUSE overlay, else a copy. A driver the user asked
 /// for is checked, not replaced.
 pub fn choose(requested: Option<Driver>, layers: &[PathBuf]) -> Result<(Driver, String)> {
+    choose_in(requested, layers, None)
+}
+
+/// [`choose`] for a container whose upper dir will live in `upper_parent`
+/// (or on its filesystem): also checks that every layer is in the store and
+/// that the kernel overlay can keep its upper dir there.
+pub fn choose_in(
+    requested: Option<Driver>,
+    layers: &[PathBuf],
+    upper_parent: Option<&Path>,
+) -> Result<(Driver, String)> {
+    check_layers(layers)?;
+    let kernel_overlay_blocked =
+        || overlay_unavailable().or_else(|| upper_parent.and_then(upper_fs_unsuitable));
     match requested {
         Some(Driver::Overlay) => {
-            if let Some(why) = overlay_unavailable() {
+            if let Some(why) = kernel_overlay_blocked() {
                 bail!(
                     "the overlay storage driver is unavailable: {why}; use --storage-driver fuse or vfs"
                 );
@@ -82,7 +103,7 @@ pub fn choose(requested: Option<Driver>, layers: &[PathBuf]) -> Result<(Driver, 
         None => {}
     }
     let fuse = fuse_unavailable().is_none();
-    let why = match overlay_unavailable() {
+    let why = match kernel_overlay_blocked() {
         None if !layers.iter().any(|l| has_whiteouts(l)) => {
             return Ok((
                 Driver::Overlay,
@@ -98,6 +119,72 @@ pub fn choose(requested: Option<Driver>, layers: &[PathBuf]) -> Result<(Driver, 
     } else {
         (Driver::Vfs, format!("{why}, and FUSE is unavailable"))
     })
+}
+
+/// Checks that every layer folder of the image is still in the store: one
+/// removed by hand (or by a damaged store) would otherwise surface as a
+/// failed mount or copy with no hint of the cause.
+pub fn check_layers(layers: &[PathBuf]) -> Result<()> {
+    for layer in layers {
+        if !fs::metadata(layer).is_ok_and(|m| m.is_dir()) {
+            let id = layer.file_name().unwrap_or_default().to_string_lossy();
+            bail!(
+                "image layer {id} is missing from the store ({} is gone); remove the image (burrow rmi IMAGE) and pull or load it again",
+                layer.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Why the filesystem holding the folder `dir` cannot hold the kernel
+/// overlay's upper dir, if it cannot. overlayfs in a user namespace
+/// (`userxattr`) records opaque folders and renames in `user.overlay.*`
+/// xattrs, and needs the file type in directory entries (d_type) to merge
+/// folders. Probed with a scratch folder in `dir`, removed afterwards.
+pub fn upper_fs_unsuitable(dir: &Path) -> Option<String> {
+    let probe = dir.join(format!(".burrow-fs-probe-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&probe);
+    if let Err(e) = fs::create_dir(&probe) {
+        return Some(format!("cannot write in {}: {e}", dir.display()));
+    }
+    let lacking = probe_upper_fs(&probe);
+    let _ = fs::remove_dir_all(&probe);
+    let fix = "put burrow's data on a local filesystem such as ext4, xfs (ftype=1) or btrfs with --root DIR";
+    match lacking {
+        Ok(None) => None,
+        Ok(Some(what)) => Some(format!(
+            "the filesystem of {} does not support {what}, which the kernel overlay's upper dir needs ({fix})",
+            dir.display()
+        )),
+        Err(e) => Some(format!(
+            "cannot check the filesystem of {}: {e}",
+            dir.display()
+        )),
+    }
+}
+
+/// What the filesystem of the empty folder `probe` lacks, if anything.
+fn probe_upper_fs(probe: &Path) -> io::Result<Option<&'static str>> {
+    let file = probe.join("f");
+    fs::write(&file, b"")?;
+    match xattr::set(&file, "user.burrow.probe", b"1") {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {
+            return Ok(Some("user extended attributes (user.*)"));
+        }
+        Err(e) => return Err(e),
+    }
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    let mut dir = nix::dir::Dir::open(probe, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())?;
+    for entry in dir.iter() {
+        let entry = entry?;
+        if entry.file_name().to_bytes() == b"f" && entry.file_type().is_none() {
+            return Ok(Some("file types in directory entries (d_type)"));
+        }
+    }
+    Ok(None)
 }
 
 /// Why the kernel overlay cannot be used here, if it cannot.
@@ -140,8 +227,18 @@ pub struct Rootfs {
 
 /// Prepares `dir/rootfs` (and `upper/`, `work/` for overlay) from `layers`,
 /// bottom first. `final_dir` is where `dir` will live once the container
-/// exists (the overlay options name final paths).
-pub fn prepare(driver: Driver, layers: &[PathBuf], dir: &Path, final_dir: &Path) -> Result<Rootfs> {
+/// exists (the overlay options name final paths). `throwaway`: the
+/// container is removed when it exits (`--rm`), so its writable layer need
+/// not survive a crash of the host; the kernel overlay is then mounted
+/// `volatile` (no syncs reach the upper dir's disk), as Podman does.
+pub fn prepare(
+    driver: Driver,
+    layers: &[PathBuf],
+    dir: &Path,
+    final_dir: &Path,
+    throwaway: bool,
+) -> Result<Rootfs> {
+    check_layers(layers)?;
     let target = dir.join("rootfs");
     fs::create_dir(&target).with_context(|| format!("cannot create {}", target.display()))?;
     match driver {
@@ -184,14 +281,18 @@ pub fn prepare(driver: Driver, layers: &[PathBuf], dir: &Path, final_dir: &Path)
                     "layer path {bad} contains ',' or ':', which overlayfs options cannot express; use --storage-driver vfs"
                 );
             }
+            let mut options = vec![
+                format!("lowerdir={}", lowers.join(":")),
+                format!("upperdir={}", final_dir.join("upper").display()),
+                format!("workdir={}", final_dir.join("work").display()),
+                "userxattr".into(),
+            ];
+            if throwaway {
+                options.push("volatile".into());
+            }
             Ok(Rootfs {
                 driver,
-                overlay_options: Some(vec![
-                    format!("lowerdir={}", lowers.join(":")),
-                    format!("upperdir={}", final_dir.join("upper").display()),
-                    format!("workdir={}", final_dir.join("work").display()),
-                    "userxattr".into(),
-                ]),
+                overlay_options: Some(options),
             })
         }
     }
@@ -312,6 +413,68 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_missing_layer_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let present = tmp.path().join("aaa");
+        fs::create_dir(&present).unwrap();
+        let gone = tmp.path().join("bbb");
+        let err = check_layers(&[present.clone(), gone])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("image layer bbb is missing from the store"),
+            "{err}"
+        );
+        check_layers(&[present]).unwrap();
+    }
+
+    #[test]
+    fn an_ordinary_folder_can_hold_an_upper_dir_and_the_probe_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(upper_fs_unsuitable(tmp.path()), None);
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
+    /// ramfs has no user xattrs. Mounting it needs root (CI runs the unit
+    /// tests as root); the mount lives in a mount namespace of this test's
+    /// thread alone, which dies with the thread, so nothing is left.
+    #[test]
+    fn a_filesystem_without_user_xattrs_is_refused_for_the_upper_dir() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: mounting ramfs needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let why = std::thread::spawn(move || {
+            use nix::mount::{MsFlags, mount};
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .unwrap();
+            mount(
+                Some("none"),
+                &dir,
+                Some("ramfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap();
+            upper_fs_unsuitable(&dir)
+        })
+        .join()
+        .unwrap()
+        .expect("ramfs must be refused");
+        assert!(why.contains("user extended attributes"), "{why}");
+        assert!(why.contains("--root DIR"), "{why}");
+    }
+
+    #[test]
     fn layers_with_whiteouts() {
         let tmp = tempfile::tempdir().unwrap();
         let (l1, l2, out) = (
@@ -332,7 +495,7 @@ mod tests {
         fs::write(l2.join("opq/.wh..wh..opq"), "").unwrap();
         fs::write(l2.join("opq/fresh"), "y").unwrap();
         fs::create_dir(&out).unwrap();
-        prepare(Driver::Vfs, &[l1, l2], &out, &out).unwrap();
+        prepare(Driver::Vfs, &[l1, l2], &out, &out, false).unwrap();
         let out = out.join("rootfs");
         assert_eq!(fs::read_to_string(out.join("etc/motd")).unwrap(), "new");
         assert!(!out.join("etc/gone").exists());

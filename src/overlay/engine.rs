@@ -26,6 +26,7 @@ use nix::sys::time::TimeSpec;
 use super::copyup::{self, chown_if_permitted, remove_marker, write_marker};
 use super::inodes::{Inodes, Key};
 use super::layers::{Found, Layers, UPPER, child};
+use super::owners;
 use super::sys;
 use super::whiteout;
 
@@ -564,9 +565,12 @@ impl Overlay {
         fs::set_permissions(upper, fs::Permissions::from_mode(mode & 0o7777))
     }
 
+    /// Changes the owner; an owner record (single-id images) follows, so
+    /// a layer made from the upper dir keeps the owner the caller set.
     pub fn chown(&self, ino: u64, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
         let upper = self.copy_up_node(ino, true)?;
-        std::os::unix::fs::lchown(upper, uid, gid)
+        std::os::unix::fs::lchown(&upper, uid, gid)?;
+        owners::rechown(&upper, uid, gid)
     }
 
     /// Truncates through `file` when the caller has it open, else by path.

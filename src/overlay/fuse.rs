@@ -9,10 +9,13 @@
 //! change to the overlay goes through this server, which answers with fresh
 //! attributes, so the cache can only be stale if someone edits the layers
 //! behind its back. Files are opened with `keep_cache`, for the same reason.
-//! Reads go from `pread` into a per-thread buffer that is reused, so the
-//! read path allocates nothing per request. A listing is a snapshot taken at
-//! `opendir`, so a folder changing while it is read neither repeats nor
-//! skips names.
+//! Listings are served as readdirplus, so the names come with their
+//! attributes and opening each costs no LOOKUP; `flush` is left to ENOSYS,
+//! so a close costs no round trip. What is left per small file read is
+//! OPEN, READ and RELEASE. Reads go from one `pread` into a per-thread
+//! buffer that is reused, so the read path allocates nothing per request.
+//! A listing is a snapshot taken at `opendir`, so a folder changing while
+//! it is read neither repeats nor skips names.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,8 +32,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::engine::{Caller, Overlay, SetTime};
@@ -133,6 +136,23 @@ impl OverlayFs {
             .unwrap_or_else(|e| e.into_inner())
             .lookup(rel, None);
         reply.entry(&TTL, &attr(ino, meta), Generation(0));
+    }
+
+    fn forget_node(&self, ino: u64, count: u64) {
+        self.ov
+            .inodes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(ino, count);
+    }
+
+    /// The folder snapshot behind handle `fh`.
+    fn listing(&self, fh: FileHandle) -> Option<Arc<Vec<DirItem>>> {
+        self.dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh.0)
+            .cloned()
     }
 
     fn snapshot(&self, ino: INodeNo) -> io::Result<Vec<DirItem>> {
@@ -270,6 +290,11 @@ impl Filesystem for OverlayFs {
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_ASYNC_DIO,
             InitFlags::FUSE_CACHE_SYMLINKS,
+            // Every listing as readdirplus: one stat per name here saves a
+            // LOOKUP round trip per name for whoever then opens or stats
+            // them. (With READDIRPLUS_AUTO the kernel asks for plain
+            // batches after the first, and the LOOKUPs come back.)
+            InitFlags::FUSE_DO_READDIRPLUS,
         ] {
             let _ = config.add_capabilities(cap);
         }
@@ -283,11 +308,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.ov
-            .inodes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .forget(ino.0, nlookup);
+        self.forget_node(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -485,11 +506,18 @@ impl Filesystem for OverlayFs {
                 buf.resize(size, 0);
             }
             let mut done = 0;
-            // pread may return less than asked before the end of the file.
+            // A regular file's pread comes back short only at its end (or
+            // when interrupted, which retries): stopping at the first short
+            // read spares the extra pread that would only find the end,
+            // one per read of a small file.
             while done < size {
                 match file.read_at(&mut buf[done..size], offset + done as u64) {
-                    Ok(0) => break,
-                    Ok(n) => done += n,
+                    Ok(n) => {
+                        done += n;
+                        if n == 0 || done < size {
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return reply.error(e.into()),
                 }
@@ -515,16 +543,10 @@ impl Filesystem for OverlayFs {
         reply.written(data.len() as u32);
     }
 
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
-    }
+    // No `flush`: writes reach the backing file before they are answered,
+    // so a close has nothing to report. Left unimplemented, the first
+    // FLUSH gets ENOSYS and the kernel stops sending them: one round trip
+    // less per close.
 
     fn release(
         &self,
@@ -581,18 +603,54 @@ impl Filesystem for OverlayFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let items = self
-            .dirs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fh.0)
-            .cloned();
-        let Some(items) = items else {
+        let Some(items) = self.listing(fh) else {
             return reply.error(Errno::EBADF);
         };
         // The offset of an entry is its index + 1: where the next call starts.
         for (i, item) in items.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(item.ino), i as u64 + 1, item.kind, &item.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    /// Like `readdir`, but each entry comes with its attributes and counts
+    /// as a lookup, so `ls -l`, `find` and opening every file of a folder
+    /// need no LOOKUP round trip per name.
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let Some(items) = self.listing(fh) else {
+            return reply.error(Errno::EBADF);
+        };
+        let dir = path_or!(self, reply, ino);
+        for (i, item) in items.iter().enumerate().skip(offset as usize) {
+            let next = i as u64 + 1;
+            if i < 2 {
+                // `.` and `..`: the kernel takes no reference for them and
+                // ignores their attributes; the folder's own do.
+                let meta = tri!(reply, self.stat(ino.0));
+                let a = attr(item.ino, &meta);
+                if reply.add(INodeNo(item.ino), next, &item.name, &TTL, &a, Generation(0)) {
+                    break;
+                }
+                continue;
+            }
+            // A name removed since `opendir` is left out.
+            let Ok((node, meta)) = self.ov.lookup(&dir, &item.name) else {
+                continue;
+            };
+            let a = attr(node, &meta);
+            if reply.add(INodeNo(node), next, &item.name, &TTL, &a, Generation(0)) {
+                // It did not fit: the kernel never saw it, so give back
+                // the reference the lookup took.
+                self.forget_node(node, 1);
                 break;
             }
         }

@@ -98,3 +98,43 @@ fn unknown_or_unavailable_driver_is_a_clear_error() {
         out.describe()
     );
 }
+
+#[test]
+fn a_layer_missing_from_the_store_is_named_whatever_the_driver() {
+    let env = setup!(Env::new());
+    let layers = env.data_dir().join("images/layers");
+    let layer = std::fs::read_dir(&layers)
+        .expect("the store's layers")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("busybox has a layer");
+    let hex = layer.file_name().unwrap().to_string_lossy().into_owned();
+    let aside = layers.join("aside");
+    std::fs::rename(&layer, &aside).unwrap();
+    // No driver given (automatic choice) and each driver by name: none may
+    // fall back to another, as every driver needs the layer.
+    for driver in ["auto", "overlay", "fuse", "vfs"] {
+        let out = env
+            .burrow([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--storage-driver",
+                driver,
+                "busybox",
+                "true",
+            ])
+            .burrow_error();
+        assert!(
+            out.stderr
+                .contains(&format!("image layer {hex} is missing from the store"))
+                && out.stderr.contains("pull or load it again"),
+            "{driver}: {}",
+            out.describe()
+        );
+    }
+    std::fs::rename(&aside, &layer).unwrap();
+    env.ok(["run", "--rm", "--network", "none", "busybox", "true"]);
+}

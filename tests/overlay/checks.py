@@ -23,6 +23,7 @@ import sys
 import threading
 
 FIXED_NS = 1_500_000_000_123_456_789
+OWNER = "user.burrow.owner"
 
 
 def write(path, data, mode=0o644):
@@ -99,6 +100,11 @@ def setup(base):
         os.setxattr(f"{l2}/x/attr", "user.k", b"v")
         os.setxattr(f"{l2}/x/attr", "user.burrow.uid", b"1000")
     os.utime(f"{l2}/x/attr", ns=(FIXED_NS, FIXED_NS))
+    # Owners as the store records them without subordinate ids.
+    for name in ("kept", "mine", "group"):
+        write(f"{l2}/own/{name}", name)
+        if xattrs_supported(f"{l2}/own/{name}"):
+            os.setxattr(f"{l2}/own/{name}", OWNER, b"1000:1000:644")
     write(f"{l2}/mm/data", "a" * 8192)
     write(f"{l2}/bin/tool", "#!/bin/sh\necho tool\n", 0o755)
     write(f"{l2}/conc/shared", "")
@@ -247,6 +253,25 @@ def check_xattrs(m, base):
     lowers_untouched(base)
 
 
+def check_owners(m, base):
+    """Owner records (user.burrow.owner) survive copy-up and follow chown."""
+    if not xattrs_supported(f"{base}/upper"):
+        print("skipped: the upper dir's filesystem has no user xattrs")
+        return
+    up = f"{base}/upper/own"
+    with open(f"{m}/own/kept", "a") as f:
+        f.write("+")
+    assert os.getxattr(f"{up}/kept", OWNER) == b"1000:1000:644", "copied with the file"
+    # The one chown an unprivileged caller may make: to its own ids.
+    uid, gid = os.getuid(), os.getgid()
+    os.chown(f"{m}/own/mine", uid, gid)
+    assert os.getxattr(f"{up}/mine", OWNER) == f"{uid}:{gid}:644".encode(), "record follows chown"
+    os.chown(f"{m}/own/group", -1, gid)
+    assert os.getxattr(f"{up}/group", OWNER) == f"1000:{gid}:644".encode(), "the uid stays"
+    assert os.getxattr(f"{base}/l2/own/mine", OWNER) == b"1000:1000:644"
+    lowers_untouched(base)
+
+
 def check_mmap(m, base):
     with open(f"{m}/mm/data", "r+b") as f:
         with mmap.mmap(f.fileno(), 0) as mm:
@@ -349,6 +374,7 @@ OVERLAY = {
     "dir_rename": check_dir_rename,
     "hardlinks": check_hardlinks,
     "xattrs": check_xattrs,
+    "owners": check_owners,
     "mmap": check_mmap,
     "concurrent": check_concurrent,
     "misc": check_misc,
