@@ -1,14 +1,8 @@
-//! Owner records: the owners of a single-id image, kept in an xattr.
-//!
-//! A user without a subordinate id range maps one id into its containers,
-//! so the store cannot chown an image's files to their owners: it records
-//! each owner other than `0:0` in the `user.burrow.owner` xattr instead
-//! (`UID:GID:MODE`, the mode in octal), on the file itself. The record
-//! travels with the file: copy-up copies `user.*` xattrs, and a layer made
-//! from the upper dir (`commit`, `build`) writes the recorded owner into
-//! its tar. What the overlay must add is keeping the record true: a chown
-//! of a recorded file changes the record too, so the layer never claims an
-//! owner the container replaced.
+//! Owner records (see [`crate::image::OwnerRecord`]) on the mounted
+//! overlay. Records travel with their files: copy-up copies `user.*`
+//! xattrs. What the overlay must add is keeping them true: a chown of a
+//! recorded file changes the record too, so a layer made from the upper dir
+//! never claims an owner the container replaced.
 //!
 //! The kernel shows a container only the ids its user namespace maps; with
 //! one id mapped, a recorded owner such as 1000 could only be shown as the
@@ -22,33 +16,7 @@ use std::path::Path;
 
 use super::sys;
 
-/// The xattr holding a recorded owner (the store's `OWNER_XATTR`).
-pub const OWNER_RECORD: &str = "user.burrow.owner";
-
-/// A recorded owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Owner {
-    pub uid: u32,
-    pub gid: u32,
-    /// The permission bits the image gave the file.
-    pub mode: u32,
-}
-
-impl Owner {
-    /// Parses `UID:GID:MODE`; `None` for anything else.
-    pub fn parse(value: &[u8]) -> Option<Owner> {
-        let text = std::str::from_utf8(value).ok()?;
-        let mut parts = text.trim().splitn(3, ':');
-        let uid = parts.next()?.parse().ok()?;
-        let gid = parts.next()?.parse().ok()?;
-        let mode = u32::from_str_radix(parts.next()?, 8).ok()?;
-        Some(Owner { uid, gid, mode })
-    }
-
-    pub fn format(&self) -> String {
-        format!("{}:{}:{:o}", self.uid, self.gid, self.mode)
-    }
-}
+pub use crate::image::{OWNER_XATTR as OWNER_RECORD, OwnerRecord as Owner};
 
 /// The owner recorded on `path` (not followed), if any.
 pub fn read(path: &Path) -> Option<Owner> {
@@ -80,22 +48,6 @@ pub fn rechown(path: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn records_parse_and_format() {
-        let o = Owner::parse(b"1000:100:755").unwrap();
-        assert_eq!(
-            o,
-            Owner {
-                uid: 1000,
-                gid: 100,
-                mode: 0o755
-            }
-        );
-        assert_eq!(o.format(), "1000:100:755");
-        assert_eq!(Owner::parse(b"1000:100"), None);
-        assert_eq!(Owner::parse(b"x:1:644"), None);
-    }
 
     #[test]
     fn chown_rewrites_or_drops_the_record() {

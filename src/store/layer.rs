@@ -27,7 +27,8 @@ use std::sync::OnceLock;
 
 use thiserror::Error;
 
-use crate::image::{Digest, Hasher};
+pub use crate::image::OWNER_XATTR;
+use crate::image::{Digest, Hasher, OwnerRecord};
 
 #[derive(Debug, Error)]
 pub enum LayerError {
@@ -86,9 +87,6 @@ pub struct Unpacked {
     /// The latest mtime of any entry, in seconds since the epoch.
     pub newest_mtime: u64,
 }
-
-/// The xattr holding an entry's owner where it cannot be chowned.
-pub const OWNER_XATTR: &str = "user.burrow.owner";
 
 /// What becomes of the owners a tarball records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -444,19 +442,18 @@ fn record_owner(dest: &Path, name: &str, (uid, gid, mode): (u64, u64, u32)) {
     let Some(rel) = inside_root(Path::new(name)) else {
         return;
     };
-    let value = format!("{uid}:{gid}:{mode:o}");
+    let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) else {
+        return;
+    };
+    let value = OwnerRecord { uid, gid, mode }.format();
     let _ = super::sys::lsetxattr(&dest.join(rel), OWNER_XATTR, value.as_bytes());
 }
 
 /// The owner [`record_owner`] wrote on `path`, if any: uid, gid and mode.
 pub fn recorded_owner(path: &Path) -> Option<(u64, u64, u32)> {
     let value = xattr::get(path, OWNER_XATTR).ok()??;
-    let text = String::from_utf8(value).ok()?;
-    let mut parts = text.trim().split(':');
-    let uid = parts.next()?.parse().ok()?;
-    let gid = parts.next()?.parse().ok()?;
-    let mode = u32::from_str_radix(parts.next()?, 8).ok()?;
-    Some((uid, gid, mode & 0o7777))
+    let o = OwnerRecord::parse(&value)?;
+    Some((o.uid.into(), o.gid.into(), o.mode))
 }
 
 #[derive(Default, serde::Serialize, serde::Deserialize)]
