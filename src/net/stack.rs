@@ -38,9 +38,9 @@ const TCP_RX_BUFFER: usize = 512 * 1024;
 /// in flight to it, since smoltcp keeps what it sent until the container
 /// acknowledges it. The container's kernel acknowledges when its reader has
 /// taken the data, so with 512 KiB (eight 64 KiB segments) the net thread
-/// sat idle waiting for acknowledgements 40% of a `-p` upload; 1 MiB keeps
-/// it busy (1,130 to 1,750 MiB/s). Larger rings no longer fit the cache
-/// beside the frames and cost more CPU per byte than they save.
+/// sat idle waiting for acknowledgements 44% of a `-p` upload. 1 MiB was
+/// faster in every paired run (docs/performance.md); larger rings no longer
+/// fit the cache beside the frames and cost more CPU per byte.
 const TCP_TX_BUFFER: usize = 1024 * 1024;
 /// Finished TCP sockets kept for the next connections. A new socket's two
 /// buffers are 1.5 MiB the allocator zeroes (it reuses freed heap memory,
