@@ -31,15 +31,23 @@ pub const DNS_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3);
 pub const GATEWAY_MAC: EthernetAddress = EthernetAddress([0x52, 0x55, 10, 0, 2, 2]);
 /// At most this many TCP connections at once (pending ones included).
 pub const MAX_TCP_FLOWS: usize = 4096;
-/// Each direction of each TCP connection buffers this much. smoltcp scales
-/// the window to it.
-const TCP_BUFFER: usize = 512 * 1024;
+/// What each TCP connection buffers from the container (smoltcp scales
+/// the window it advertises to it).
+const TCP_RX_BUFFER: usize = 512 * 1024;
+/// What each TCP connection buffers for the container: the most that can be
+/// in flight to it, since smoltcp keeps what it sent until the container
+/// acknowledges it. The container's kernel acknowledges when its reader has
+/// taken the data, so with 512 KiB (eight 64 KiB segments) the net thread
+/// sat idle waiting for acknowledgements 44% of a `-p` upload. 1 MiB was
+/// faster in every paired run (docs/performance.md); larger rings no longer
+/// fit the cache beside the frames and cost more CPU per byte.
+const TCP_TX_BUFFER: usize = 1024 * 1024;
 /// Finished TCP sockets kept for the next connections. A new socket's two
-/// buffers are a megabyte the allocator zeroes (it reuses freed heap memory,
+/// buffers are 1.5 MiB the allocator zeroes (it reuses freed heap memory,
 /// so calloc must clear it): that memset was 40% of the CPU time of short
 /// `-p` connections. A reused socket's buffers need no clearing (smoltcp's
 /// ring only reads what it wrote). Few are kept, since each may hold its
-/// megabyte resident.
+/// buffers resident.
 const SPARE_TCP_SOCKETS: usize = 8;
 /// Datagrams held while the container's MAC is being asked for.
 const MAX_HELD: usize = 16;
@@ -555,8 +563,8 @@ fn endpoint(addr: SocketAddr) -> IpEndpoint {
 }
 
 fn new_tcp_socket() -> tcp::Socket<'static> {
-    let rx = tcp::SocketBuffer::new(vec![0; TCP_BUFFER]);
-    let tx = tcp::SocketBuffer::new(vec![0; TCP_BUFFER]);
+    let rx = tcp::SocketBuffer::new(vec![0; TCP_RX_BUFFER]);
+    let tx = tcp::SocketBuffer::new(vec![0; TCP_TX_BUFFER]);
     let mut socket = tcp::Socket::new(rx, tx);
     // The splice forwards what it reads at once; Nagle would only delay
     // request/response traffic.
