@@ -28,7 +28,8 @@
 # differ by noise only).
 #
 # Environment: REPS (5), FILES (10000), MIB (1024), DRIVERS ("plain burrow
-# fuse-overlayfs kernel podman"), BENCH_DIR (a folder on the disk to
+# fuse-overlayfs kernel podman"), WORKLOADS ("create stat write read reread
+# copyup", or a subset), BENCH_DIR (a folder on the disk to
 # measure, default /var/tmp/burrow-bench). As root, it re-runs itself as
 # $BENCH_USER (burrow-test).
 set -euo pipefail
@@ -37,6 +38,7 @@ REPS=${REPS:-5}
 FILES=${FILES:-10000}
 MIB=${MIB:-1024}
 DRIVERS=${DRIVERS:-"plain burrow fuse-overlayfs kernel podman"}
+WORKLOADS=${WORKLOADS:-"create stat write read reread copyup"}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/burrow-bench}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 BURROW=${1:-${BURROW:-$here/target/release/burrow}}
@@ -46,7 +48,7 @@ if [[ $(id -u) == 0 ]]; then
     copy=/var/tmp/burrow-bench-bin
     install -m 0755 "$BURROW" "$copy"
     install -m 0755 "$0" /var/tmp/burrow-bench.sh
-    exec runuser -u "$user" -- env REPS="$REPS" FILES="$FILES" MIB="$MIB" DRIVERS="$DRIVERS" \
+    exec runuser -u "$user" -- env REPS="$REPS" FILES="$FILES" MIB="$MIB" DRIVERS="$DRIVERS" WORKLOADS="$WORKLOADS" \
         BENCH_DIR="$BENCH_DIR-$user" bash /var/tmp/burrow-bench.sh "$copy"
 fi
 [[ -x $BURROW ]] || { echo "overlay.sh: no burrow binary at $BURROW (cargo build --release)" >&2; exit 1; }
@@ -181,7 +183,6 @@ if ! command -v fuse-overlayfs >/dev/null; then
 fi
 declare -A result times rss cpu cpus
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-WORKLOADS="create stat write read reread copyup"
 for w in $WORKLOADS; do
     for _ in $(seq "$REPS"); do
         for d in $DRIVERS; do

@@ -9,6 +9,15 @@
 //! threads may start for the same file (two writers) or for a shared parent
 //! folder (creates in two sibling folders): `copy_lock` does, and a copy-up
 //! checks again, under it, whether another thread finished first.
+//!
+//! Open files. The kernel sends no OPEN (see [`super::fuse`]), so reads and
+//! writes name a node, not an open file, and find its backing file anew.
+//! Two things follow. `backing_epoch` moves whenever a node may start
+//! being served by another backing file (copy-up, unlink, rename), so a
+//! descriptor cached for a node knows when it is stale. And a file whose
+//! last name is removed while the kernel still holds it (perhaps open) is
+//! kept open here, as an orphan, until the kernel forgets it: reads,
+//! writes and fstat of an unlinked open file keep working.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -17,7 +26,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use nix::fcntl::AT_FDCWD;
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
@@ -60,6 +69,20 @@ pub struct Overlay {
     /// (a folder made, removed, renamed or copied up), which invalidates
     /// the whole cache. Creating and removing files does not bump it.
     epoch: AtomicU64,
+    /// Bumped *after* every change that can move a node to another backing
+    /// file (see the module doc).
+    backing_epoch: AtomicU64,
+    /// Files whose every name is gone while the kernel still holds them.
+    orphans: Mutex<HashMap<u64, Arc<File>>>,
+}
+
+/// A node's backing file, opened for reading or writing.
+#[derive(Debug, Clone)]
+pub struct Backing {
+    pub file: Arc<File>,
+    /// The size of a lower file, which cannot change (the lowers are
+    /// read-only); `None` for an upper file or an orphan, which can.
+    pub fixed_size: Option<u64>,
 }
 
 /// The names of staged copies in the work dir.
@@ -98,6 +121,8 @@ impl Overlay {
             next_tmp: AtomicU64::new(0),
             dir_cache: RwLock::new(HashMap::new()),
             epoch: AtomicU64::new(0),
+            backing_epoch: AtomicU64::new(0),
+            orphans: Mutex::new(HashMap::new()),
         })
     }
 
@@ -157,6 +182,69 @@ impl Overlay {
         Ok(found.dir_layers)
     }
 
+    /// The current backing epoch: a descriptor opened for a node after
+    /// reading it stays right until the epoch moves.
+    pub fn backing_epoch(&self) -> u64 {
+        self.backing_epoch.load(Ordering::Acquire)
+    }
+
+    fn backing_changed(&self) {
+        self.backing_epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// The kept-open file of node `ino`, if its every name is gone.
+    pub fn orphan(&self, ino: u64) -> Option<Arc<File>> {
+        self.orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ino)
+            .cloned()
+    }
+
+    /// Before the last name of a regular file goes: if the kernel holds
+    /// its node, keep the backing file open for whoever still has it open.
+    /// An upper file is kept writable when it can be; a lower one never.
+    fn keep_if_held(&self, rel: &Path, found: &Found) {
+        if !found.meta.is_file() {
+            return;
+        }
+        let Some(ino) = self.inodes_read().held_by_last_name(rel) else {
+            return;
+        };
+        let path = self.layers.real(found.layer, rel);
+        let file = if found.layer == UPPER {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .or_else(|_| File::open(&path))
+        } else {
+            File::open(&path)
+        };
+        if let Ok(f) = file {
+            self.orphans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(ino, Arc::new(f));
+        }
+    }
+
+    /// The kernel dropped `count` references to `ino`; an orphan whose
+    /// node is gone is closed.
+    pub fn forget(&self, ino: u64, count: u64) {
+        let gone = {
+            let mut inodes = self.inodes_write();
+            inodes.forget(ino, count);
+            !inodes.contains(ino)
+        };
+        if gone {
+            self.orphans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&ino);
+        }
+    }
+
     /// Records that folders' merging layers may have changed.
     fn folders_changed(&self) {
         self.epoch.fetch_add(1, Ordering::Release);
@@ -214,6 +302,7 @@ impl Overlay {
         if found.is_dir() {
             self.folders_changed();
         }
+        self.backing_changed();
         if staged.is_err() {
             let _ = fs::remove_file(&tmp).or_else(|_| fs::remove_dir(&tmp));
         }
@@ -238,6 +327,7 @@ impl Overlay {
                 fs::hard_link(&upper, &other_upper)?;
                 remove_marker(&self.layers.whiteout_path(UPPER, other))?;
             }
+            self.backing_changed();
             if let Some(key) = link_key(&fs::symlink_metadata(&upper)?) {
                 self.inodes_write().add_key(ino, key);
             }
@@ -407,6 +497,7 @@ impl Overlay {
         if found.is_dir() {
             return Err(errno(libc::EISDIR));
         }
+        self.keep_if_held(&rel, &found);
         if found.layer == UPPER {
             fs::remove_file(self.layers.real(UPPER, &rel))?;
         } else {
@@ -414,6 +505,7 @@ impl Overlay {
         }
         self.whiteout_if_visible(&rel)?;
         self.inodes_write().remove(&rel);
+        self.backing_changed();
         Ok(())
     }
 
@@ -472,6 +564,7 @@ impl Overlay {
                 (true, true) if !self.layers.dir_is_empty(&new, &d.dir_layers)? => {
                     return Err(errno(libc::ENOTEMPTY));
                 }
+                (false, false) => self.keep_if_held(&new, d),
                 _ => {}
             }
         }
@@ -509,6 +602,7 @@ impl Overlay {
             self.folders_changed();
         }
         self.inodes_write().rename(&old, &new, is_dir);
+        self.backing_changed();
         Ok(())
     }
 
@@ -528,29 +622,39 @@ impl Overlay {
         self.clear_upper(old)
     }
 
-    /// Opens node `ino`'s backing file: the upper copy (made now) when the
-    /// open may write, else whichever layer holds it.
-    pub fn open(&self, ino: u64, flags: i32) -> io::Result<(File, bool)> {
-        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-        let (path, upper) = if writes {
-            (self.copy_up_node(ino, flags & libc::O_TRUNC == 0)?, true)
+    /// Opens node `ino`'s backing file for reading, or for writing (the
+    /// upper copy, made now if need be); an orphan is its kept-open file.
+    /// The caller's own open flags are the kernel's business: it checked
+    /// them, and it passes the offset of every write (appends included).
+    pub fn open_backing(&self, ino: u64, write: bool) -> io::Result<Backing> {
+        if let Some(file) = self.orphan(ino) {
+            return Ok(Backing {
+                file,
+                fixed_size: None,
+            });
+        }
+        let (path, fixed_size) = if write {
+            (self.copy_up_node(ino, true)?, None)
         } else {
             let rel = self.path_of(ino)?;
             let found = self.find(&rel)?;
-            (self.layers.real(found.layer, &rel), found.layer == UPPER)
+            let lower = found.layer != UPPER;
+            let size = lower.then_some(found.meta.len());
+            (self.layers.real(found.layer, &rel), size)
         };
-        let file = OpenOptions::new()
-            .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
-            .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
-            .custom_flags(backing_flags(flags) & !libc::O_ACCMODE)
-            .open(path)?;
-        Ok((file, upper))
+        let file = Arc::new(open_granted(&path, write, fixed_size.is_none())?);
+        Ok(Backing { file, fixed_size })
     }
 
     /// The metadata of node `ino`.
     pub fn stat(&self, ino: u64) -> io::Result<Metadata> {
-        let rel = self.path_of(ino)?;
-        Ok(self.find(&rel)?.meta)
+        match self.path_of(ino) {
+            Ok(rel) => Ok(self.find(&rel)?.meta),
+            Err(e) => match self.orphan(ino) {
+                Some(f) => f.metadata(),
+                None => Err(e),
+            },
+        }
     }
 
     /// The real path of node `ino` in the layer that shows it.
@@ -573,9 +677,9 @@ impl Overlay {
         owners::rechown(&upper, uid, gid)
     }
 
-    /// Truncates through `file` when the caller has it open, else by path.
-    pub fn truncate(&self, ino: u64, size: u64, file: Option<&File>) -> io::Result<()> {
-        match file {
+    /// Truncates the upper copy (made now if need be), or an orphan.
+    pub fn truncate(&self, ino: u64, size: u64) -> io::Result<()> {
+        match self.orphan(ino) {
             Some(f) => f.set_len(size),
             None => {
                 let upper = self.copy_up_node(ino, size != 0)?;
@@ -614,6 +718,32 @@ impl Overlay {
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> io::Result<()> {
         let upper = self.copy_up_node(ino, true)?;
         sys::lremovexattr(&upper, name)
+    }
+}
+
+/// Opens a backing file for reading or writing that the kernel has already
+/// let the caller open so: a READ or WRITE comes only through a descriptor
+/// the kernel opened with that access. The mode may still refuse this
+/// server, as when a file created read-only (`open(O_CREAT|O_WRONLY,
+/// 0444)`, as tar does) is then written through its creating descriptor:
+/// the owner lends itself the permission for the open and gives it back
+/// (in the upper dir only: a lower layer is never changed).
+fn open_granted(path: &Path, write: bool, upper: bool) -> io::Result<File> {
+    let open = || OpenOptions::new().read(!write).write(write).open(path);
+    match open() {
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) && upper => {
+            let meta = fs::metadata(path)?;
+            if meta.uid() != nix::unistd::geteuid().as_raw() {
+                return Err(e);
+            }
+            let mode = meta.mode() & 0o7777;
+            let lent = if write { 0o200 } else { 0o400 };
+            fs::set_permissions(path, fs::Permissions::from_mode(mode | lent))?;
+            let file = open();
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+            file
+        }
+        other => other,
     }
 }
 

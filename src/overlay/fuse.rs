@@ -2,31 +2,44 @@
 //!
 //! Each method resolves node ids to paths, calls one [`Overlay`] operation
 //! and turns the result into a reply (an `io::Error` becomes its errno).
-//! Open files and folder listings live in handle tables keyed by the
-//! handle number the kernel gives back.
+//! Folder listings live in a handle table keyed by the handle number the
+//! kernel gives back; files have no handles (see below).
 //!
-//! Speed. Entries and attributes are cached by the kernel for [`TTL`]: every
-//! change to the overlay goes through this server, which answers with fresh
-//! attributes, so the cache can only be stale if someone edits the layers
-//! behind its back. Files are opened with `keep_cache`, for the same reason.
-//! Listings are served as readdirplus, so the names come with their
-//! attributes and opening each costs no LOOKUP; `flush` is left to ENOSYS,
-//! so a close costs no round trip. What is left per small file read is
-//! OPEN, READ and RELEASE. Reads go from one `pread` into a per-thread
-//! buffer that is reused, so the read path allocates nothing per request.
-//! A listing is a snapshot taken at `opendir`, so a folder changing while
-//! it is read neither repeats nor skips names.
+//! Speed. Entries and attributes are cached by the kernel for [`TTL`], a
+//! day: every change to the overlay goes through this server and the
+//! kernel, which updates or drops what it cached, so the cache can only be
+//! stale if someone edits the layers behind the mount's back (the lowers
+//! are read-only image layers; nothing else writes the upper dir while it
+//! is mounted). Listings are served as readdirplus, so the names come with
+//! their attributes and opening each costs no LOOKUP; `flush` is left to
+//! ENOSYS, so a close costs no round trip.
+//!
+//! Files are never opened for the kernel: OPEN and CREATE answer ENOSYS,
+//! after which the kernel opens files without asking (its no-open mode,
+//! with the page cache kept across opens) and sends neither OPEN nor
+//! RELEASE; a create becomes MKNOD. Reading a small file is then one
+//! READ, where it was OPEN, READ and RELEASE. A READ or WRITE names only
+//! the node: its backing file is opened then (a write copies up first),
+//! and each serving thread keeps the last one it opened for reading and
+//! for writing, until the overlay's backing epoch says the node may have
+//! moved to another backing file. The kernel checks permissions and
+//! computes append offsets itself, so nothing of the caller's open is
+//! lost. Reads go from one `pread` into a per-thread buffer that is
+//! reused, so the read path allocates nothing per request; large reads of
+//! a lower file go from a mapping of it instead, one copy fewer. A listing is a
+//! snapshot taken at `opendir`, so a folder changing while it is read
+//! neither repeats nor skips names.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, Metadata};
+use std::fs::Metadata;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -36,14 +49,17 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::engine::{Caller, Overlay, SetTime};
+use super::engine::{Backing, Caller, Overlay, SetTime};
 use super::layers::{UPPER, child};
 use super::sys;
 
-/// How long the kernel may trust an entry or attributes we sent.
-pub const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may trust an entry or attributes we sent: long,
+/// since every change comes through the kernel (see the module doc).
+pub const TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// The largest write the kernel may send in one request.
 const MAX_WRITE: u32 = 1 << 20;
+/// Reads of lower files at least this large are sent from a mapping.
+const MAP_MIN: u32 = 64 << 10;
 
 /// One name of a folder snapshot.
 #[derive(Debug)]
@@ -53,18 +69,18 @@ struct DirItem {
     name: OsString,
 }
 
-/// An open regular file: its node and backing file.
-#[derive(Debug)]
-struct OpenFile {
+/// A backing file a serving thread opened for a node, and the overlay's
+/// backing epoch when it did.
+struct Cached {
     ino: u64,
-    file: File,
+    epoch: u64,
+    backing: Backing,
 }
 
 /// The overlay as a FUSE file system.
 #[derive(Debug)]
 pub struct OverlayFs {
     ov: Overlay,
-    files: RwLock<HashMap<u64, Arc<OpenFile>>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirItem>>>>,
     next_fh: AtomicU64,
 }
@@ -72,13 +88,17 @@ pub struct OverlayFs {
 thread_local! {
     /// The read buffer of this worker thread, grown to the largest read.
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// This worker thread's last backing file for reading and for writing.
+    static BACKING: RefCell<[Option<Cached>; 2]> = const { RefCell::new([None, None]) };
+    /// This worker thread's mapping of the lower file it last read in
+    /// large pieces (the `Arc` keeps the file, so the pointer names it).
+    static MAPPED: RefCell<Option<(Arc<std::fs::File>, sys::Mapping)>> = const { RefCell::new(None) };
 }
 
 impl OverlayFs {
     pub fn new(ov: Overlay) -> OverlayFs {
         OverlayFs {
             ov,
-            files: RwLock::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
         }
@@ -86,45 +106,6 @@ impl OverlayFs {
 
     fn path(&self, ino: INodeNo) -> Result<std::path::PathBuf, Errno> {
         self.ov.path_of(ino.0).map_err(Errno::from)
-    }
-
-    fn add_file(&self, ino: u64, file: File) -> FileHandle {
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.files
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(fh, Arc::new(OpenFile { ino, file }));
-        FileHandle(fh)
-    }
-
-    fn file(&self, fh: FileHandle) -> Result<Arc<OpenFile>, Errno> {
-        self.files
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fh.0)
-            .cloned()
-            .ok_or(Errno::EBADF)
-    }
-
-    /// The metadata of node `ino`; for a node whose every name is gone but
-    /// that is still open (fstat after unlink), that of an open file of it.
-    fn stat(&self, ino: u64) -> io::Result<Metadata> {
-        match self.ov.stat(ino) {
-            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => {
-                let open = self
-                    .files
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .values()
-                    .find(|f| f.ino == ino)
-                    .cloned();
-                match open {
-                    Some(f) => f.file.metadata(),
-                    None => Err(e),
-                }
-            }
-            other => other,
-        }
     }
 
     /// Replies with a new entry: takes a reference on its node.
@@ -139,11 +120,31 @@ impl OverlayFs {
     }
 
     fn forget_node(&self, ino: u64, count: u64) {
-        self.ov
-            .inodes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .forget(ino, count);
+        self.ov.forget(ino, count);
+    }
+
+    /// Node `ino`'s backing file for reading or writing: this thread's
+    /// last one if it is for the same node and still current.
+    fn backing(&self, ino: u64, write: bool) -> io::Result<Backing> {
+        // Read before opening: a change racing with the open then leaves
+        // the entry stale, never a stale file marked current.
+        let epoch = self.ov.backing_epoch();
+        BACKING.with_borrow_mut(|slots| {
+            let slot = &mut slots[usize::from(write)];
+            if let Some(c) = slot
+                && c.ino == ino
+                && c.epoch == epoch
+            {
+                return Ok(c.backing.clone());
+            }
+            let backing = self.ov.open_backing(ino, write)?;
+            *slot = Some(Cached {
+                ino,
+                epoch,
+                backing: backing.clone(),
+            });
+            Ok(backing)
+        })
     }
 
     /// The folder snapshot behind handle `fh`.
@@ -285,8 +286,9 @@ impl Filesystem for OverlayFs {
         let _ = config.set_max_readahead(MAX_WRITE);
         let _ = config.set_max_background(64);
         // Each is optional: an older kernel without one still works.
+        // No FUSE_ATOMIC_O_TRUNC: with no OPEN to carry it, the kernel
+        // must send O_TRUNC as a SETATTR of the size.
         for cap in [
-            InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_ASYNC_DIO,
             InitFlags::FUSE_CACHE_SYMLINKS,
@@ -311,13 +313,9 @@ impl Filesystem for OverlayFs {
         self.forget_node(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        // An open file answers for itself (it may be unlinked already).
-        if let Some(open) = fh.and_then(|fh| self.file(fh).ok()) {
-            let meta = tri!(reply, open.file.metadata());
-            return reply.attr(&TTL, &attr(ino.0, &meta));
-        }
-        let meta = tri!(reply, self.stat(ino.0));
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        // A file unlinked while open is an orphan, which answers for itself.
+        let meta = tri!(reply, self.ov.stat(ino.0));
         reply.attr(&TTL, &attr(ino.0, &meta));
     }
 
@@ -332,7 +330,7 @@ impl Filesystem for OverlayFs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        fh: Option<FileHandle>,
+        _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
@@ -341,11 +339,7 @@ impl Filesystem for OverlayFs {
     ) {
         let ino = ino.0;
         if let Some(size) = size {
-            let file = fh.and_then(|fh| self.file(fh).ok());
-            tri!(
-                reply,
-                self.ov.truncate(ino, size, file.as_ref().map(|f| &f.file))
-            );
+            tri!(reply, self.ov.truncate(ino, size));
         }
         if uid.is_some() || gid.is_some() {
             tri!(reply, self.ov.chown(ino, uid, gid));
@@ -361,7 +355,7 @@ impl Filesystem for OverlayFs {
                     .utimens(ino, atime.map(set_time), mtime.map(set_time))
             );
         }
-        let meta = tri!(reply, self.stat(ino));
+        let meta = tri!(reply, self.ov.stat(ino));
         reply.attr(&TTL, &attr(ino, &meta));
     }
 
@@ -482,24 +476,57 @@ impl Filesystem for OverlayFs {
         self.entry(&rel, &meta, reply);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let (file, _upper) = tri!(reply, self.ov.open(ino.0, flags.0));
-        reply.opened(self.add_file(ino.0, file), FopenFlags::FOPEN_KEEP_CACHE);
+    /// ENOSYS: the kernel then opens files without asking (see the module
+    /// doc), and a file the caller opens for writing is copied up at its
+    /// first write, truncate or metadata change instead.
+    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let open = tri!(reply, self.file(fh));
-        let file = &open.file;
+        let backing = tri!(reply, self.backing(ino.0, false));
+        // A large read of a lower file is sent from a mapping of the whole
+        // file, kept by this thread for the next read: the kernel then
+        // copies the bytes once, page cache to request, where a `pread`
+        // into a buffer copies them twice (fuser cannot splice). Lower
+        // files never shrink, so no mapped page can fault.
+        if let Some(len) = backing.fixed_size
+            && size >= MAP_MIN
+            && offset < len
+            && let Ok(whole) = usize::try_from(len)
+        {
+            let mapped = MAPPED.with_borrow_mut(|m| -> io::Result<()> {
+                if !m
+                    .as_ref()
+                    .is_some_and(|(f, _)| Arc::ptr_eq(f, &backing.file))
+                {
+                    *m = None;
+                    *m = Some((
+                        backing.file.clone(),
+                        sys::Mapping::new(&backing.file, whole)?,
+                    ));
+                }
+                Ok(())
+            });
+            if mapped.is_ok() {
+                let end = (offset + u64::from(size)).min(len) as usize;
+                return MAPPED.with_borrow(|m| match m {
+                    Some((_, map)) => reply.data(&map[offset as usize..end]),
+                    None => reply.error(Errno::EIO),
+                });
+            }
+        }
+        let file = &backing.file;
         READ_BUF.with_borrow_mut(|buf| {
             let size = size as usize;
             if buf.len() < size {
@@ -529,17 +556,23 @@ impl Filesystem for OverlayFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let open = tri!(reply, self.file(fh));
-        tri!(reply, open.file.write_all_at(data, offset));
+        let file = tri!(reply, self.backing(ino.0, true)).file;
+        tri!(reply, file.write_all_at(data, offset));
+        // The caller's O_SYNC or O_DSYNC, which the backing file lacks.
+        if flags.0 & libc::O_SYNC == libc::O_SYNC {
+            tri!(reply, file.sync_all());
+        } else if flags.0 & libc::O_DSYNC != 0 {
+            tri!(reply, file.sync_data());
+        }
         reply.written(data.len() as u32);
     }
 
@@ -548,38 +581,28 @@ impl Filesystem for OverlayFs {
     // FLUSH gets ENOSYS and the kernel stops sending them: one round trip
     // less per close.
 
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        self.files
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&fh.0);
-        reply.ok();
-    }
-
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let open = tri!(reply, self.file(fh));
+        // Any descriptor of the backing file syncs it; one for reading
+        // copies nothing up (a lower file has nothing to sync).
+        let file = tri!(
+            reply,
+            self.backing(ino.0, false)
+                .or_else(|_| self.backing(ino.0, true))
+        )
+        .file;
         tri!(
             reply,
             if datasync {
-                open.file.sync_data()
+                file.sync_data()
             } else {
-                open.file.sync_all()
+                file.sync_all()
             }
         );
         reply.ok();
@@ -635,7 +658,7 @@ impl Filesystem for OverlayFs {
             if i < 2 {
                 // `.` and `..`: the kernel takes no reference for them and
                 // ignores their attributes; the folder's own do.
-                let meta = tri!(reply, self.stat(ino.0));
+                let meta = tri!(reply, self.ov.stat(ino.0));
                 let a = attr(item.ino, &meta);
                 if reply.add(INodeNo(item.ino), next, &item.name, &TTL, &a, Generation(0)) {
                     break;
@@ -739,35 +762,18 @@ impl Filesystem for OverlayFs {
         reply.ok();
     }
 
+    /// ENOSYS: the kernel then makes the file with MKNOD and opens it
+    /// without asking, which spares the RELEASE a created handle costs.
     fn create(
         &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        flags: i32,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
         reply: ReplyCreate,
     ) {
-        let parent = path_or!(self, reply, parent);
-        let (rel, file, meta) = tri!(
-            reply,
-            self.ov
-                .create(&parent, name, mode & !umask, flags, caller(req))
-        );
-        let ino = self
-            .ov
-            .inodes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .lookup(&rel, None);
-        let fh = self.add_file(ino, file);
-        reply.created(
-            &TTL,
-            &attr(ino, &meta),
-            Generation(0),
-            fh,
-            FopenFlags::FOPEN_KEEP_CACHE,
-        );
+        reply.error(Errno::ENOSYS);
     }
 }

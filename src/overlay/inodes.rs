@@ -78,6 +78,19 @@ impl Inodes {
             .unwrap_or_default()
     }
 
+    /// Whether node `ino` is still in the table.
+    pub fn contains(&self, ino: u64) -> bool {
+        self.nodes.contains_key(&ino)
+    }
+
+    /// The node of `path` when that is its only name and the kernel holds
+    /// it: removing the name would leave a node that is perhaps still open.
+    pub fn held_by_last_name(&self, path: &Path) -> Option<u64> {
+        let ino = self.get(path)?;
+        let n = self.nodes.get(&ino)?;
+        (n.paths.len() == 1 && n.lookups > 0).then_some(ino)
+    }
+
     /// The node of `path` if the table knows it.
     pub fn get(&self, path: &Path) -> Option<u64> {
         self.by_path.get(path).copied()
