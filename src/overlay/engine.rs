@@ -76,15 +76,6 @@ pub struct Overlay {
     orphans: Mutex<HashMap<u64, Arc<File>>>,
 }
 
-/// A node's backing file, opened for reading or writing.
-#[derive(Debug, Clone)]
-pub struct Backing {
-    pub file: Arc<File>,
-    /// The size of a lower file, which cannot change (the lowers are
-    /// read-only); `None` for an upper file or an orphan, which can.
-    pub fixed_size: Option<u64>,
-}
-
 /// The names of staged copies in the work dir.
 const STAGE_PREFIX: &str = "burrow-stage-";
 
@@ -626,24 +617,18 @@ impl Overlay {
     /// upper copy, made now if need be); an orphan is its kept-open file.
     /// The caller's own open flags are the kernel's business: it checked
     /// them, and it passes the offset of every write (appends included).
-    pub fn open_backing(&self, ino: u64, write: bool) -> io::Result<Backing> {
-        if let Some(file) = self.orphan(ino) {
-            return Ok(Backing {
-                file,
-                fixed_size: None,
-            });
+    pub fn open_backing(&self, ino: u64, write: bool) -> io::Result<Arc<File>> {
+        if let Some(f) = self.orphan(ino) {
+            return Ok(f);
         }
-        let (path, fixed_size) = if write {
-            (self.copy_up_node(ino, true)?, None)
+        let (path, upper) = if write {
+            (self.copy_up_node(ino, true)?, true)
         } else {
             let rel = self.path_of(ino)?;
             let found = self.find(&rel)?;
-            let lower = found.layer != UPPER;
-            let size = lower.then_some(found.meta.len());
-            (self.layers.real(found.layer, &rel), size)
+            (self.layers.real(found.layer, &rel), found.layer == UPPER)
         };
-        let file = Arc::new(open_granted(&path, write, fixed_size.is_none())?);
-        Ok(Backing { file, fixed_size })
+        Ok(Arc::new(open_granted(&path, write, upper)?))
     }
 
     /// The metadata of node `ino`.

@@ -25,15 +25,14 @@
 //! moved to another backing file. The kernel checks permissions and
 //! computes append offsets itself, so nothing of the caller's open is
 //! lost. Reads go from one `pread` into a per-thread buffer that is
-//! reused, so the read path allocates nothing per request; large reads of
-//! a lower file go from a mapping of it instead, one copy fewer. A listing is a
+//! reused, so the read path allocates nothing per request. A listing is a
 //! snapshot taken at `opendir`, so a folder changing while it is read
 //! neither repeats nor skips names.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -49,7 +48,7 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::engine::{Backing, Caller, Overlay, SetTime};
+use super::engine::{Caller, Overlay, SetTime};
 use super::layers::{UPPER, child};
 use super::sys;
 
@@ -58,8 +57,6 @@ use super::sys;
 pub const TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// The largest write the kernel may send in one request.
 const MAX_WRITE: u32 = 1 << 20;
-/// Reads of lower files at least this large are sent from a mapping.
-const MAP_MIN: u32 = 64 << 10;
 
 /// One name of a folder snapshot.
 #[derive(Debug)]
@@ -74,7 +71,7 @@ struct DirItem {
 struct Cached {
     ino: u64,
     epoch: u64,
-    backing: Backing,
+    file: Arc<File>,
 }
 
 /// The overlay as a FUSE file system.
@@ -90,9 +87,6 @@ thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// This worker thread's last backing file for reading and for writing.
     static BACKING: RefCell<[Option<Cached>; 2]> = const { RefCell::new([None, None]) };
-    /// This worker thread's mapping of the lower file it last read in
-    /// large pieces (the `Arc` keeps the file, so the pointer names it).
-    static MAPPED: RefCell<Option<(Arc<std::fs::File>, sys::Mapping)>> = const { RefCell::new(None) };
 }
 
 impl OverlayFs {
@@ -125,7 +119,7 @@ impl OverlayFs {
 
     /// Node `ino`'s backing file for reading or writing: this thread's
     /// last one if it is for the same node and still current.
-    fn backing(&self, ino: u64, write: bool) -> io::Result<Backing> {
+    fn backing(&self, ino: u64, write: bool) -> io::Result<Arc<File>> {
         // Read before opening: a change racing with the open then leaves
         // the entry stale, never a stale file marked current.
         let epoch = self.ov.backing_epoch();
@@ -135,15 +129,15 @@ impl OverlayFs {
                 && c.ino == ino
                 && c.epoch == epoch
             {
-                return Ok(c.backing.clone());
+                return Ok(c.file.clone());
             }
-            let backing = self.ov.open_backing(ino, write)?;
+            let file = self.ov.open_backing(ino, write)?;
             *slot = Some(Cached {
                 ino,
                 epoch,
-                backing: backing.clone(),
+                file: file.clone(),
             });
-            Ok(backing)
+            Ok(file)
         })
     }
 
@@ -494,39 +488,7 @@ impl Filesystem for OverlayFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let backing = tri!(reply, self.backing(ino.0, false));
-        // A large read of a lower file is sent from a mapping of the whole
-        // file, kept by this thread for the next read: the kernel then
-        // copies the bytes once, page cache to request, where a `pread`
-        // into a buffer copies them twice (fuser cannot splice). Lower
-        // files never shrink, so no mapped page can fault.
-        if let Some(len) = backing.fixed_size
-            && size >= MAP_MIN
-            && offset < len
-            && let Ok(whole) = usize::try_from(len)
-        {
-            let mapped = MAPPED.with_borrow_mut(|m| -> io::Result<()> {
-                if !m
-                    .as_ref()
-                    .is_some_and(|(f, _)| Arc::ptr_eq(f, &backing.file))
-                {
-                    *m = None;
-                    *m = Some((
-                        backing.file.clone(),
-                        sys::Mapping::new(&backing.file, whole)?,
-                    ));
-                }
-                Ok(())
-            });
-            if mapped.is_ok() {
-                let end = (offset + u64::from(size)).min(len) as usize;
-                return MAPPED.with_borrow(|m| match m {
-                    Some((_, map)) => reply.data(&map[offset as usize..end]),
-                    None => reply.error(Errno::EIO),
-                });
-            }
-        }
-        let file = &backing.file;
+        let file = tri!(reply, self.backing(ino.0, false));
         READ_BUF.with_borrow_mut(|buf| {
             let size = size as usize;
             if buf.len() < size {
@@ -565,7 +527,7 @@ impl Filesystem for OverlayFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let file = tri!(reply, self.backing(ino.0, true)).file;
+        let file = tri!(reply, self.backing(ino.0, true));
         tri!(reply, file.write_all_at(data, offset));
         // The caller's O_SYNC or O_DSYNC, which the backing file lacks.
         if flags.0 & libc::O_SYNC == libc::O_SYNC {
@@ -595,8 +557,7 @@ impl Filesystem for OverlayFs {
             reply,
             self.backing(ino.0, false)
                 .or_else(|_| self.backing(ino.0, true))
-        )
-        .file;
+        );
         tri!(
             reply,
             if datasync {

@@ -1,15 +1,12 @@
-//! The extended-attribute system calls, which neither std nor `nix` wraps,
-//! and read-only file mappings for the read path.
+//! The extended-attribute system calls, which neither std nor `nix` wraps.
 //!
 //! Every `unsafe` block of the overlay lives here, one small function each.
-//! The xattr calls work on the path itself, never following a final symlink (the
+//! All four work on the path itself, never following a final symlink (the
 //! `l*` variants), as the overlay must report a symlink's own attributes.
 #![allow(unsafe_code)]
 
 use std::ffi::{CString, OsStr};
-use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -94,53 +91,4 @@ pub fn all_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         out.push((name.to_vec(), value));
     }
     Ok(out)
-}
-
-/// Bytes of a file mapped read-only into memory; unmapped on drop.
-#[derive(Debug)]
-pub struct Mapping {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mapping {
-    /// Maps the first `len` bytes of `file` (non-zero), pages faulted in
-    /// as they are read. They must stay inside the file while mapped:
-    /// reading a mapped page past the end of a file faults (SIGBUS), so
-    /// this is only for files that cannot shrink (the read-only lowers).
-    pub fn new(file: &File, len: usize) -> io::Result<Mapping> {
-        // SAFETY: a fresh private read-only mapping of a descriptor we
-        // hold; the kernel checks `len` and fails cleanly.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapping { ptr, len })
-    }
-}
-
-impl std::ops::Deref for Mapping {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        // SAFETY: `len` readable bytes mapped at `ptr` until drop; the
-        // caller of `new` keeps the file from shrinking meanwhile.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping made in `new`, no longer borrowed.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
 }
