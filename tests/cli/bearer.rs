@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use crate::registry::{OCI_MANIFEST, Registry, host_arch, run_ok, sha256, skip};
+use crate::registry::{LayoutDir, Registry, host_arch, run_ok, sha256, skip};
 use crate::token_server::{Account, TokenServer};
 use crate::util::{Env, busybox_tar};
 
@@ -31,14 +31,7 @@ fn layered(extra: usize) -> Option<tempfile::TempDir> {
         Ok(t) => fs::read(t).unwrap(),
         Err(reason) => return skip(&reason),
     };
-    let dir = tempfile::tempdir().unwrap();
-    let blobs = dir.path().join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    let put = |bytes: &[u8]| {
-        let digest = sha256(bytes);
-        fs::write(blobs.join(&digest[7..]), bytes).unwrap();
-        serde_json::json!({"digest": digest, "size": bytes.len()})
-    };
+    let layout = LayoutDir::new();
     let mut tars = vec![rootfs];
     for n in 0..extra {
         let mut b = tar::Builder::new(Vec::new());
@@ -58,7 +51,7 @@ fn layered(extra: usize) -> Option<tempfile::TempDir> {
     for tar in &tars {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(tar).unwrap();
-        let blob = put(&gz.finish().unwrap());
+        let blob = layout.put(&gz.finish().unwrap());
         layers.push(serde_json::json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
             "digest": blob["digest"], "size": blob["size"],
@@ -70,25 +63,7 @@ fn layered(extra: usize) -> Option<tempfile::TempDir> {
         "config": {"Cmd": ["/bin/sh"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
-    let config = put(config.to_string().as_bytes());
-    let manifest = serde_json::json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": config["digest"], "size": config["size"]},
-        "layers": layers,
-    });
-    let m = put(manifest.to_string().as_bytes());
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
-        "mediaType": OCI_MANIFEST, "digest": m["digest"], "size": m["size"],
-        "annotations": {"org.opencontainers.image.ref.name": "latest"},
-    }]});
-    fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
-    fs::write(
-        dir.path().join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    Some(dir)
+    Some(layout.image(config, layers))
 }
 
 /// The token server and a registry that trusts it; `None` to skip.

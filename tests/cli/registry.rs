@@ -633,6 +633,53 @@ fn basic_auth_needs_login() {
     env.burrow(["pull", &reg.name("private:2")]).burrow_error();
 }
 
+/// An OCI layout being written: blobs by digest, then one image named
+/// `latest` in `index.json`.
+pub(crate) struct LayoutDir(tempfile::TempDir);
+
+impl LayoutDir {
+    pub(crate) fn new() -> LayoutDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+        LayoutDir(dir)
+    }
+
+    /// Stores a blob; returns `{"digest", "size"}`.
+    pub(crate) fn put(&self, bytes: &[u8]) -> serde_json::Value {
+        let digest = sha256(bytes);
+        fs::write(self.0.path().join("blobs/sha256").join(&digest[7..]), bytes).unwrap();
+        serde_json::json!({"digest": digest, "size": bytes.len()})
+    }
+
+    /// Writes `config` and a manifest of `layers` (descriptors), names the
+    /// manifest `latest` and returns the finished layout.
+    pub(crate) fn image(
+        self,
+        config: serde_json::Value,
+        layers: Vec<serde_json::Value>,
+    ) -> tempfile::TempDir {
+        let config = self.put(config.to_string().as_bytes());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config["digest"], "size": config["size"]},
+            "layers": layers,
+        });
+        let m = self.put(manifest.to_string().as_bytes());
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": OCI_MANIFEST, "digest": m["digest"], "size": m["size"],
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }]});
+        fs::write(self.0.path().join("index.json"), index.to_string()).unwrap();
+        fs::write(
+            self.0.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        self.0
+    }
+}
+
 /// An OCI layout with the busybox rootfs (gzip) and a layer of `size` random
 /// bytes in one file, `/big`, left uncompressed so it cannot shrink.
 pub(crate) fn layout_with_big_layer(size: usize) -> Option<tempfile::TempDir> {
@@ -640,17 +687,10 @@ pub(crate) fn layout_with_big_layer(size: usize) -> Option<tempfile::TempDir> {
         Ok(t) => fs::read(t).unwrap(),
         Err(reason) => return skip(&reason),
     };
-    let dir = tempfile::tempdir().unwrap();
-    let blobs = dir.path().join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    let put = |bytes: &[u8]| {
-        let digest = sha256(bytes);
-        fs::write(blobs.join(&digest[7..]), bytes).unwrap();
-        serde_json::json!({"digest": digest, "size": bytes.len()})
-    };
+    let layout = LayoutDir::new();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&rootfs).unwrap();
-    let base = put(&gz.finish().unwrap());
+    let base = layout.put(&gz.finish().unwrap());
     let mut random = vec![0u8; size];
     getrandom::fill(&mut random).unwrap();
     let mut builder = tar::Builder::new(Vec::new());
@@ -663,36 +703,19 @@ pub(crate) fn layout_with_big_layer(size: usize) -> Option<tempfile::TempDir> {
     h.set_entry_type(tar::EntryType::Regular);
     builder.append_data(&mut h, "big", &random[..]).unwrap();
     let big_tar = builder.into_inner().unwrap();
-    let big = put(&big_tar);
+    let big = layout.put(&big_tar);
     let config = serde_json::json!({
         "architecture": host_arch(), "os": "linux",
         "config": {"Cmd": ["/bin/sh"]},
         "rootfs": {"type": "layers", "diff_ids": [sha256(&rootfs), sha256(&big_tar)]},
     });
-    let config = put(config.to_string().as_bytes());
-    let manifest = serde_json::json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": config["digest"], "size": config["size"]},
-        "layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-             "digest": base["digest"], "size": base["size"]},
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar",
-             "digest": big["digest"], "size": big["size"]},
-        ],
-    });
-    let m = put(manifest.to_string().as_bytes());
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
-        "mediaType": OCI_MANIFEST, "digest": m["digest"], "size": m["size"],
-        "annotations": {"org.opencontainers.image.ref.name": "latest"},
-    }]});
-    fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
-    fs::write(
-        dir.path().join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    Some(dir)
+    let layers = vec![
+        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                           "digest": base["digest"], "size": base["size"]}),
+        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                           "digest": big["digest"], "size": big["size"]}),
+    ];
+    Some(layout.image(config, layers))
 }
 
 pub(crate) fn host_arch() -> &'static str {
