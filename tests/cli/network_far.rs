@@ -118,40 +118,20 @@ fn far_http_server(addr: &str, body: &'static str) -> Option<u16> {
 fn tcp_reaches_a_host_beyond_the_gateway_over_both_families() {
     let env = setup!(Env::new());
     setup!(far_host());
-    let port = setup!(far_http_server("10.251.0.2:0", "far v4"));
     // The host's end of the veth is what the far host sees: outbound NAT.
-    let out = env
-        .burrow([
-            "run",
-            "--rm",
-            "busybox",
-            "wget",
-            "-qO-",
-            &format!("http://{FAR_HOST}:{port}/"),
-        ])
-        .success();
-    assert!(
-        out.stdout.contains("far v4 to 10.251.0.1"),
-        "{}",
-        out.describe()
-    );
-    if UdpSocket::bind("[fd51::1]:0").is_err() {
-        return;
+    let families = [
+        ("10.251.0.2:0", FAR_HOST.to_string(), "far v4 to 10.251.0.1"),
+        ("[fd51::2]:0", format!("[{FAR_HOST6}]"), "far v6 to fd51::1"),
+    ];
+    for (bind, host, want) in families {
+        if bind.starts_with('[') && UdpSocket::bind("[fd51::1]:0").is_err() {
+            return; // no IPv6 on the far host's link here
+        }
+        let port = setup!(far_http_server(bind, &want[..6]));
+        let url = format!("http://{host}:{port}/");
+        let out = env
+            .burrow(["run", "--rm", "busybox", "wget", "-qO-", &url])
+            .success();
+        assert!(out.stdout.contains(want), "{}", out.describe());
     }
-    let port = setup!(far_http_server("[fd51::2]:0", "far v6"));
-    let out = env
-        .burrow([
-            "run",
-            "--rm",
-            "busybox",
-            "wget",
-            "-qO-",
-            &format!("http://[{FAR_HOST6}]:{port}/"),
-        ])
-        .success();
-    assert!(
-        out.stdout.contains("far v6 to fd51::1"),
-        "{}",
-        out.describe()
-    );
 }
