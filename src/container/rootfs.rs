@@ -81,7 +81,7 @@ pub fn choose_in(
 ) -> Result<(Driver, String)> {
     check_layers(layers)?;
     let kernel_overlay_blocked =
-        || overlay_unavailable().or_else(|| upper_parent.and_then(upper_fs_unsuitable));
+        || overlay_unavailable().or_else(|| upper_parent.and_then(upper_fs_unsuitable_once));
     match requested {
         Some(Driver::Overlay) => {
             if let Some(why) = kernel_overlay_blocked() {
@@ -162,6 +162,28 @@ pub fn upper_fs_unsuitable(dir: &Path) -> Option<String> {
             dir.display()
         )),
     }
+}
+
+/// [`upper_fs_unsuitable`], probed once per filesystem rather than on every
+/// container start: a filesystem that passed is remembered by its device
+/// number in `.upper-fs-ok` in the data folder (`dir` is a staging folder,
+/// `DATA/tmp/create-ID`; losing that file costs one probe).
+fn upper_fs_unsuitable_once(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let data = dir.parent().and_then(Path::parent);
+    let (Ok(meta), Some(data)) = (fs::metadata(dir), data) else {
+        return upper_fs_unsuitable(dir);
+    };
+    let marker = data.join(".upper-fs-ok");
+    let dev = meta.dev().to_string();
+    if fs::read_to_string(&marker).is_ok_and(|s| s.trim() == dev) {
+        return None;
+    }
+    let why = upper_fs_unsuitable(dir);
+    if why.is_none() {
+        let _ = fs::write(&marker, dev);
+    }
+    why
 }
 
 /// What the filesystem of the empty folder `probe` lacks, if anything.
