@@ -28,7 +28,7 @@ pub struct ContainerOpts {
     /// Container hostname [default: the first 12 characters of the id]
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Network: slirp4netns[:allow_host_loopback=false] (userspace NAT; the container is 10.0.2.100, the host's loopback is 10.0.2.2), none (only loopback) or host (burrow's network namespace)
+    /// Network: slirp4netns[:OPTIONS] (userspace NAT; the container is 10.0.2.100, the host's loopback is 10.0.2.2), none (only loopback) or host (burrow's network namespace). OPTIONS, comma-separated: allow_host_loopback=false (10.0.2.2 reaches nothing); port_handler=userspace (published TCP ports through burrow's own TCP/IP stack instead of spliced kernel sockets); client_source=gateway (-p clients appear as 10.0.2.2, not as their real address)
     #[arg(long = "network", alias = "net", default_value = "slirp4netns")]
     pub network: String,
     /// Publish a container port on the host: [IP:]HOSTPORT[-END]:CTRPORT[-END][/tcp|/udp]

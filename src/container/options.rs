@@ -17,7 +17,7 @@ pub enum OptionError {
     #[error("invalid argument \"{0}\" for \"-u, --user\": {1}")]
     User(String, String),
     #[error(
-        "invalid argument \"{0}\" for \"--network\": only \"none\" and \"host\" are supported yet"
+        "invalid argument \"{0}\" for \"--network\": expected slirp4netns[:allow_host_loopback=true|false,port_handler=kernel|userspace,client_source=real|gateway], none or host"
     )]
     Network(String),
 }
@@ -250,12 +250,35 @@ pub enum Network {
     Host,
     /// burrow's userspace network (slirp4netns's layout): a TAP device in the
     /// container's namespace, served by the supervisor.
-    Slirp { allow_host_loopback: bool },
+    Slirp {
+        allow_host_loopback: bool,
+        /// How published TCP ports reach the container.
+        #[serde(default)]
+        port_handler: PortHandler,
+        /// Show every `-p` client as the gateway (10.0.2.2) instead of its
+        /// real address.
+        #[serde(default)]
+        gateway_source: bool,
+    },
 }
 
-/// Parses `--network`: `slirp4netns[:allow_host_loopback=true|false]` (also
-/// `slirp`, and Docker's `bridge` and `default`, which mean the default
-/// network), `none` or `host`.
+/// `port_handler=`: which path a published TCP port's connections take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortHandler {
+    /// Spliced between the host socket and a socket inside the container's
+    /// network namespace (both the kernel's TCP); the userspace stack where
+    /// that cannot be set up.
+    #[default]
+    Kernel,
+    /// Through burrow's userspace TCP/IP stack and the TAP device.
+    Userspace,
+}
+
+/// Parses `--network`: `slirp4netns[:OPTION,...]` with the options
+/// `allow_host_loopback=true|false`, `port_handler=kernel|userspace` and
+/// `client_source=real|gateway` (also `slirp`, and Docker's `bridge` and
+/// `default`, which mean the default network), `none` or `host`.
 pub fn parse_network(s: &str) -> Result<Network, OptionError> {
     let bad = || OptionError::Network(s.to_string());
     let (mode, opts) = s.split_once(':').unwrap_or((s, ""));
@@ -265,15 +288,23 @@ pub fn parse_network(s: &str) -> Result<Network, OptionError> {
         "host" => Ok(Network::Host),
         "" | "slirp4netns" | "slirp" | "bridge" | "default" | "private" => {
             let mut allow_host_loopback = true;
+            let mut port_handler = PortHandler::Kernel;
+            let mut gateway_source = false;
             for opt in opts.split(',').filter(|o| !o.is_empty()) {
                 match opt {
                     "allow_host_loopback=true" => allow_host_loopback = true,
                     "allow_host_loopback=false" => allow_host_loopback = false,
+                    "port_handler=kernel" => port_handler = PortHandler::Kernel,
+                    "port_handler=userspace" => port_handler = PortHandler::Userspace,
+                    "client_source=real" => gateway_source = false,
+                    "client_source=gateway" => gateway_source = true,
                     _ => return Err(bad()),
                 }
             }
             Ok(Network::Slirp {
                 allow_host_loopback,
+                port_handler,
+                gateway_source,
             })
         }
         _ => Err(bad()),
@@ -388,15 +419,28 @@ mod tests {
         assert_eq!(parse_network("host").unwrap(), Network::Host);
         let slirp = Network::Slirp {
             allow_host_loopback: true,
+            port_handler: PortHandler::Kernel,
+            gateway_source: false,
         };
         assert_eq!(parse_network("slirp4netns").unwrap(), slirp);
         assert_eq!(parse_network("bridge").unwrap(), slirp);
         assert_eq!(
             parse_network("slirp4netns:allow_host_loopback=false").unwrap(),
             Network::Slirp {
-                allow_host_loopback: false
+                allow_host_loopback: false,
+                port_handler: PortHandler::Kernel,
+                gateway_source: false,
             }
         );
+        assert_eq!(
+            parse_network("slirp4netns:port_handler=userspace,client_source=gateway").unwrap(),
+            Network::Slirp {
+                allow_host_loopback: true,
+                port_handler: PortHandler::Userspace,
+                gateway_source: true,
+            }
+        );
+        assert!(parse_network("slirp4netns:port_handler=rootlesskit").is_err());
         assert!(parse_network("slirp4netns:bogus").is_err());
         assert!(parse_network("host:x").is_err());
         assert!(parse_network("macvlan").is_err());

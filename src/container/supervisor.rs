@@ -29,7 +29,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 
 use super::logs::{self, Stream};
-use super::options::Network;
+use super::options::{Network, PortHandler};
 use super::record::{self, Runtime};
 use crate::paths::Dirs;
 use crate::sandbox::{self, Plan, Stdio};
@@ -183,10 +183,12 @@ fn supervise(
 
     // Host ports are bound before the container exists, so a port in use
     // fails the start with nothing left running.
-    let slirp = match rec.config.network {
+    let slirp = match &rec.config.network {
         Some(Network::Slirp {
             allow_host_loopback,
-        }) => Some(allow_host_loopback),
+            port_handler,
+            gateway_source,
+        }) => Some((*allow_host_loopback, *port_handler, *gateway_source)),
         _ => None,
     };
     let bound = match slirp
@@ -226,15 +228,34 @@ fn supervise(
         }
     };
     let pid = spawned.pid;
+    // Published TCP ports take the kernel path when its socket maker runs.
+    let maker = match (&bound, slirp) {
+        (Some(ports), Some((_, PortHandler::Kernel, _))) if ports.has_tcp() => {
+            match SocketMaker::start(pid) {
+                Ok(maker) => Some(maker),
+                Err(e) => {
+                    eprintln!("burrow: {e:#}; published ports use the userspace network stack");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     // The network runs on a thread of its own; from here on this process is
     // multi-threaded and must not fork again until the thread is joined.
+    let mut maker_pid = None;
     let network = match (spawned.tap, bound, slirp) {
-        (Some(tap), Some(ports), Some(allow_host_loopback)) => {
+        (Some(tap), Some(ports), Some((allow_host_loopback, _, gateway_source))) => {
             let cfg = crate::net::NetConfig {
                 allow_host_loopback,
+                keep_gateway_source: gateway_source,
                 ..crate::net::NetConfig::from_host()
             };
-            Some(NetThread::start(tap, cfg, ports)?)
+            let chan = maker.map(|(helper, chan)| {
+                maker_pid = Some(helper);
+                chan
+            });
+            Some(NetThread::start(tap, cfg, ports, chan)?)
         }
         _ => None,
     };
@@ -251,6 +272,10 @@ fn supervise(
     if let Some(net) = network {
         net.stop();
     }
+    // The net thread closed its channel: the maker is exiting.
+    if let Some(helper) = maker_pid {
+        helper.finish();
+    }
     let mut error = String::new();
     if let Some(f) = fuse {
         if served.as_ref().is_ok_and(|s| s.server_died) {
@@ -260,6 +285,51 @@ fn supervise(
     }
     let status = served?.status;
     finish(dirs, id, sandbox::exit_code(status).unwrap_or(125), error)
+}
+
+/// A helper process of the supervisor's (the FUSE server, the socket
+/// maker).
+struct Helper {
+    pid: Pid,
+}
+
+impl Helper {
+    fn kill(self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        let _ = waitpid(self.pid, None);
+    }
+
+    /// Reaps a helper that is exiting on its own, and kills it if it
+    /// lingers.
+    fn finish(self) {
+        for _ in 0..100 {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                _ => return,
+            }
+        }
+        self.kill();
+    }
+}
+
+/// The `-p` relay's socket maker (`net::nsock`): a child of the supervisor
+/// inside the container's user and network namespaces.
+struct SocketMaker;
+
+impl SocketMaker {
+    /// Starts it; returns it and the net thread's end of its channel.
+    fn start(container: Pid) -> Result<(Helper, OwnedFd)> {
+        let (ours, theirs) =
+            sandbox::handover_channel().context("cannot create the socket maker's channel")?;
+        let keep = [std::os::fd::AsRawFd::as_raw_fd(&theirs)];
+        let pid = sandbox::spawn_in_netns(container, &keep, move || {
+            crate::net::serve_socket_maker(theirs)
+        })
+        .context("cannot start the -p relay's socket maker")?;
+        Ok((Helper { pid }, ours))
+    }
 }
 
 /// burrow's FUSE overlay server for a `fuse` root: a child of the
@@ -296,23 +366,13 @@ impl FuseServer {
     }
 
     fn kill(self) {
-        let _ = kill(self.pid, Signal::SIGKILL);
-        let _ = waitpid(self.pid, None);
+        Helper { pid: self.pid }.kill()
     }
 
     /// After the container: its mount namespace is gone, so the kernel has
-    /// ended the FUSE connection and the server is exiting; reap it, and
-    /// kill it if it lingers.
+    /// ended the FUSE connection and the server is exiting.
     fn finish(self) {
-        for _ in 0..100 {
-            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => {
-                    std::thread::sleep(std::time::Duration::from_millis(20))
-                }
-                _ => return,
-            }
-        }
-        self.kill();
+        Helper { pid: self.pid }.finish()
     }
 }
 
@@ -334,11 +394,12 @@ impl NetThread {
         tap: OwnedFd,
         cfg: crate::net::NetConfig,
         ports: crate::net::BoundPorts,
+        maker: Option<OwnedFd>,
     ) -> Result<NetThread> {
         let (stop_rx, stop) = pipe2(OFlag::O_CLOEXEC).context("cannot create a pipe")?;
         let handle = std::thread::Builder::new()
             .name("net".into())
-            .spawn(move || crate::net::run(tap, cfg, ports, stop_rx))
+            .spawn(move || crate::net::run(tap, cfg, ports, stop_rx, maker))
             .context("cannot start the network thread")?;
         Ok(NetThread { stop, handle })
     }

@@ -27,16 +27,22 @@ use smoltcp::socket::tcp::State;
 use smoltcp::time::Instant;
 
 use super::icmp::{Outcome, Pinger};
+use super::nsock::Supply;
 use super::publish::HostSocket;
+use super::relay::{self, Pipes, Relay, Side};
 use super::stack::{self, Datagram, DatagramKind, Event, Stack};
 use super::{BoundPorts, NetConfig, NetError, PortMapping};
 
 const TAP: Token = Token(0);
 const STOP: Token = Token(1);
-const PORT_BASE: usize = 2;
+const SUPPLY: Token = Token(2);
+const PORT_BASE: usize = 3;
 /// Echo sockets (see icmp.rs); published ports stay below.
 const PING_BASE: usize = 1 << 19;
 const FLOW_BASE: usize = 1 << 20;
+/// A relayed flow's socket inside the container (its host socket has the
+/// flow's own token).
+const INNER_BASE: usize = 1 << 40;
 /// TAP frames read per turn before smoltcp gets to run.
 const RX_BATCH: usize = 64;
 /// At most this many UDP flows (each one host socket).
@@ -60,6 +66,8 @@ const MAX_WAITING: usize = 4096;
 enum Flow {
     Tcp(TcpFlow),
     Udp(UdpFlow),
+    /// A `-p` connection on the kernel path (`relay.rs`).
+    Relay(Relay),
 }
 
 struct TcpFlow {
@@ -126,6 +134,10 @@ pub struct EventLoop {
     /// Per published port: connections opening, and clients waiting.
     opening: Vec<usize>,
     waiting: Vec<std::collections::VecDeque<(TcpStream, SocketAddr)>>,
+    /// Sockets inside the container for the kernel path of `-p`, when it
+    /// is in use.
+    supply: Option<Supply>,
+    pipes: Pipes,
 }
 
 fn io_err(step: &'static str) -> impl FnOnce(io::Error) -> NetError {
@@ -138,6 +150,7 @@ impl EventLoop {
         cfg: NetConfig,
         ports: BoundPorts,
         stop: OwnedFd,
+        maker: Option<OwnedFd>,
     ) -> Result<EventLoop, NetError> {
         let poll = Poll::new().map_err(io_err("create the poll"))?;
         let flags =
@@ -181,6 +194,16 @@ impl EventLoop {
             };
             published.push(entry);
         }
+        let supply = match maker {
+            Some(chan) => {
+                let supply = Supply::new(chan).map_err(io_err("watch the socket maker"))?;
+                registry
+                    .register(&mut SourceFd(&supply.fd()), SUPPLY, Interest::READABLE)
+                    .map_err(io_err("watch the socket maker"))?;
+                Some(supply)
+            }
+            None => None,
+        };
         let start = StdInstant::now();
         let count = published.len();
         Ok(EventLoop {
@@ -202,6 +225,8 @@ impl EventLoop {
             last_sweep: start,
             opening: vec![0; count],
             waiting: (0..count).map(|_| Default::default()).collect(),
+            supply,
+            pipes: Pipes::default(),
         })
     }
 
@@ -222,6 +247,16 @@ impl EventLoop {
                 match event.token() {
                     TAP => self.tap_readable = true,
                     STOP => return Ok(()),
+                    SUPPLY => self.receive_sockets(),
+                    Token(t) if t >= INNER_BASE => {
+                        if let Some(Some(Flow::Relay(relay))) = self.flows.get_mut(t - INNER_BASE) {
+                            relay.ready(
+                                Side::Inner,
+                                event.is_readable() || event.is_read_closed() || event.is_error(),
+                                event.is_writable() || event.is_write_closed(),
+                            );
+                        }
+                    }
                     Token(t) if t >= FLOW_BASE => self.flow_event(
                         t - FLOW_BASE,
                         event.is_readable() || event.is_read_closed() || event.is_error(),
@@ -375,6 +410,14 @@ impl EventLoop {
                 let _ = self.poll.registry().deregister(&mut udp.socket);
                 self.udp_out.remove(&udp.key);
             }
+            Flow::Relay(mut relay) => {
+                let _ = self.poll.registry().deregister(&mut relay.host);
+                let _ = self.poll.registry().deregister(&mut relay.inner);
+                if let Some(index) = relay.opening {
+                    self.opening[index] -= 1;
+                }
+                relay.release(&mut self.pipes);
+            }
         }
     }
 
@@ -406,6 +449,7 @@ impl EventLoop {
                 }
             }
             Some(Some(Flow::Udp(_))) if readable => self.udp_replies(i),
+            Some(Some(Flow::Relay(relay))) => relay.ready(Side::Host, readable, writable),
             _ => {}
         }
     }
@@ -487,8 +531,12 @@ impl EventLoop {
                 return;
             };
             let port = map.container_port;
-            let now = self.now();
             let real = !self.cfg.keep_gateway_source;
+            let stream = match self.try_relay(stream, client, port, index) {
+                Ok(()) => continue,
+                Err(stream) => stream,
+            };
+            let now = self.now();
             let Some(handle) = self.stack.open_inbound(client, port, real, now) else {
                 continue; // dropping the stream closes it
             };
@@ -498,6 +546,74 @@ impl EventLoop {
             flow.opening = Some(index);
             self.opening[index] += 1;
             self.add_tcp_flow(flow);
+        }
+    }
+
+    /// Puts a `-p` client on the kernel path, if it is in use and has a
+    /// socket in stock; gives the stream back otherwise.
+    fn try_relay(
+        &mut self,
+        stream: TcpStream,
+        client: SocketAddr,
+        port: u16,
+        index: usize,
+    ) -> Result<(), TcpStream> {
+        let Some(supply) = self.supply.as_mut() else {
+            return Err(stream);
+        };
+        let seen = stack::visible_source(client.ip(), !self.cfg.keep_gateway_source);
+        let to = SocketAddr::from((stack::CONTAINER_IP, port));
+        // The client's own port if it is free inside, else any.
+        let mut inner = None;
+        for source_port in [client.port(), 0] {
+            let Some(socket) = supply.take() else { break };
+            match relay::connect_inside(socket, (seen, source_port).into(), to) {
+                Ok(s) => {
+                    inner = Some(s);
+                    break;
+                }
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EADDRINUSE | libc::EADDRNOTAVAIL)
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner else {
+            return Err(stream);
+        };
+        let _ = stream.set_nodelay(true);
+        let i = self.add_flow(Flow::Relay(Relay::new(stream, inner, Some(index))));
+        self.opening[index] += 1;
+        let registry = self.poll.registry();
+        let both = Interest::READABLE | Interest::WRITABLE;
+        let registered = match &mut self.flows[i] {
+            Some(Flow::Relay(relay)) => {
+                registry
+                    .register(&mut relay.host, Token(FLOW_BASE + i), both)
+                    .is_ok()
+                    && registry
+                        .register(&mut relay.inner, Token(INNER_BASE + i), both)
+                        .is_ok()
+            }
+            _ => false,
+        };
+        if !registered {
+            self.drop_flow(i);
+        }
+        Ok(())
+    }
+
+    /// Sockets (or the maker's report) from `nsock`.
+    fn receive_sockets(&mut self) {
+        if let Some(supply) = self.supply.as_mut() {
+            supply.receive();
+            if let Some(why) = supply.failure() {
+                // Every -p connection takes the userspace path from now on.
+                eprintln!("burrow: {why}; published ports use the userspace network stack");
+                self.supply = None;
+            }
         }
     }
 
@@ -659,6 +775,10 @@ impl EventLoop {
     /// Moves data both ways on every connected TCP flow; ends finished ones.
     fn service_flows(&mut self) {
         for i in 0..self.flows.len() {
+            if let Some(Some(Flow::Relay(_))) = self.flows.get(i) {
+                self.service_relay(i);
+                continue;
+            }
             let Some(Some(Flow::Tcp(tcp))) = self.flows.get_mut(i) else {
                 continue;
             };
@@ -678,6 +798,26 @@ impl EventLoop {
         }
     }
 
+    fn service_relay(&mut self, i: usize) {
+        let Some(Some(Flow::Relay(relay))) = self.flows.get_mut(i) else {
+            return;
+        };
+        let status = relay.pump(&mut self.pipes);
+        if status == relay::Status::Failed {
+            relay.reset();
+        }
+        if let Some(index) = relay.opening
+            && (status != relay::Status::Open || relay.opened(OPENING_GRACE))
+        {
+            relay.opening = None;
+            self.opening[index] -= 1;
+            self.open_waiting(index);
+        }
+        if status != relay::Status::Open {
+            self.drop_flow(i);
+        }
+    }
+
     /// Ends flows idle for too long.
     fn sweep(&mut self) {
         self.last_sweep = StdInstant::now();
@@ -685,6 +825,7 @@ impl EventLoop {
             let expired = match &self.flows[i] {
                 Some(Flow::Tcp(tcp)) => tcp.last_active.elapsed() > TCP_IDLE,
                 Some(Flow::Udp(udp)) => udp.last_active.elapsed() > udp.idle,
+                Some(Flow::Relay(relay)) => relay.last_active.elapsed() > TCP_IDLE,
                 None => false,
             };
             if expired {

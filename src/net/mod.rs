@@ -64,7 +64,10 @@ mod config;
 mod device;
 mod event_loop;
 mod icmp;
+mod netlink;
+mod nsock;
 mod publish;
+mod relay;
 mod stack;
 mod wire;
 
@@ -72,6 +75,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 
 pub use icmp::{PingSupport, probe as probe_ping};
+pub use nsock::serve as serve_socket_maker;
 pub use publish::{BoundPorts, bind_ports, parse_publish};
 
 /// `-p [ip:]hostPort[-end]:containerPort[-end][/tcp|/udp]` and `-P` results.
@@ -166,6 +170,14 @@ pub enum NetError {
 /// Runs the stack until `stop` becomes readable (the supervisor writes a
 /// byte or closes it when the container exits). Blocking; run it on its own
 /// thread.
-pub fn run(tap: OwnedFd, cfg: NetConfig, ports: BoundPorts, stop: OwnedFd) -> Result<(), NetError> {
-    event_loop::EventLoop::new(tap, cfg, ports, stop)?.run()
+/// `maker` is the channel to the socket maker (`nsock.rs`) when published
+/// TCP ports take the kernel path.
+pub fn run(
+    tap: OwnedFd,
+    cfg: NetConfig,
+    ports: BoundPorts,
+    stop: OwnedFd,
+    maker: Option<OwnedFd>,
+) -> Result<(), NetError> {
+    event_loop::EventLoop::new(tap, cfg, ports, stop, maker)?.run()
 }

@@ -106,6 +106,13 @@ impl BoundPorts {
     pub fn mappings(&self) -> Vec<PortMapping> {
         self.ports.iter().map(|(map, _)| map.clone()).collect()
     }
+
+    /// Whether any published port is TCP.
+    pub fn has_tcp(&self) -> bool {
+        self.ports
+            .iter()
+            .any(|(map, _)| map.protocol == Protocol::Tcp)
+    }
 }
 
 /// Binds the host side of every mapping now, so `run` fails before anything

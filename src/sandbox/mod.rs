@@ -293,6 +293,49 @@ pub fn spawn_in_userns(
     Ok(pid)
 }
 
+/// Runs `f` in a child process that joined the user and network namespaces
+/// of `target` (a container's first process), as that namespace's root, and
+/// returns its pid without waiting: how the supervisor gets sockets made
+/// inside a container's network. The child keeps only the descriptors in
+/// `keep` (besides stdio), dies with its parent, and exits with `f`'s
+/// result (125 if it could not join).
+///
+/// Must be called from a single-threaded process: the fork requires it, and
+/// so does joining a user namespace (in the child).
+pub fn spawn_in_netns(
+    target: Pid,
+    keep: &[std::os::fd::RawFd],
+    f: impl FnOnce() -> i32,
+) -> Result<Pid, SandboxError> {
+    let open = |name: &str| {
+        let path = format!("/proc/{target}/ns/{name}");
+        std::fs::File::open(&path).map_err(|source| SandboxError::Setup {
+            step: format!("open {path}"),
+            source,
+        })
+    };
+    let (user, net) = (open("user")?, open("net")?);
+    match sys::clone_fork(0).map_err(|source| SandboxError::Setup {
+        step: "fork".into(),
+        source,
+    })? {
+        sys::Forked::Child => {
+            use std::os::fd::{AsFd, AsRawFd};
+            let mut keep = keep.to_vec();
+            keep.extend([user.as_raw_fd(), net.as_raw_fd()]);
+            let _ = sys::close_fds_except(&keep);
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            // The user namespace first: its owner (us) gains the
+            // capabilities there that joining its network namespace needs.
+            let joined = nix::sched::setns(user.as_fd(), CloneFlags::CLONE_NEWUSER)
+                .and_then(|()| nix::sched::setns(net.as_fd(), CloneFlags::CLONE_NEWNET));
+            drop((user, net));
+            sys::exit_now(if joined.is_ok() { f() } else { 125 })
+        }
+        sys::Forked::Parent(pid) => Ok(pid),
+    }
+}
+
 /// Runs `f` in a child process that is root of a fresh user namespace with
 /// these maps (no other namespace), and returns its exit code. With a
 /// subordinate range mapped, that root may remove or chown files owned by

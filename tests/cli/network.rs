@@ -94,10 +94,20 @@ fn yes_digest(len: usize) -> String {
 #[test]
 fn publish_reaches_a_web_server_and_the_container_sees_the_client() {
     let env = setup!(Env::new());
+    // The default (kernel) path, and burrow's own TCP/IP stack.
+    check_publish(&env, "slirp4netns", false);
+    check_publish(&env, "slirp4netns:port_handler=userspace", false);
+    // Clients shown as the gateway, on request.
+    check_publish(&env, "slirp4netns:client_source=gateway", true);
+}
+
+fn check_publish(env: &Env, network: &str, gateway_only: bool) {
     let port = free_port();
     env.run_detached([
         "--name",
         "web",
+        "--network",
+        network,
         "-p",
         &format!("{port}:80"),
         "busybox",
@@ -129,9 +139,14 @@ fn publish_reaches_a_web_server_and_the_container_sees_the_client() {
     // A loopback client is shown as the gateway (the container's kernel
     // would drop a 127.0.0.1 source); any other client as itself.
     let mut expect = vec!["10.0.2.2".to_string()];
+    let mut hidden = None;
     if let Some(ip) = host_address() {
         wait_http(ip, port);
-        expect.push(ip.to_string());
+        if gateway_only {
+            hidden = Some(ip.to_string());
+        } else {
+            expect.push(ip.to_string());
+        }
     }
     crate::util::eventually(secs(5), "httpd logged its clients", || {
         let logs = env.burrow(["logs", "web"]);
@@ -140,6 +155,11 @@ fn publish_reaches_a_web_server_and_the_container_sees_the_client() {
             .iter()
             .all(|ip| all.contains(&format!("{ip}]:")) || all.contains(&format!("{ip}:")))
     });
+    if let Some(ip) = hidden {
+        let logs = env.burrow(["logs", "web"]);
+        let all = format!("{}{}", logs.stdout, logs.stderr);
+        assert!(!all.contains(&format!("{ip}:")), "{network}: {all}");
+    }
     env.ok(["rm", "-f", "web"]);
     assert!(
         http_get("127.0.0.1".parse().unwrap(), port).is_none(),
@@ -471,17 +491,44 @@ fn bulk_transfer_each_way_with_a_checksum() {
     let env = setup!(Env::new());
     let want = yes_digest(LEN);
 
-    // Host → container through -p.
+    // Host → container through -p: the kernel path carries it over the
+    // container's loopback, not its TAP.
+    let (up, counters) = upload(&env, "slirp4netns", LEN, &want);
+    let (lo, tap) = (received(&counters, "lo"), received(&counters, "tap0"));
+    assert!(
+        lo >= LEN as u64 && tap < 16 << 20,
+        "lo {lo}, tap0 {tap}: {counters}"
+    );
+    // burrow's own stack carries it over the TAP (a quarter as much).
+    let (_, counters) = upload(
+        &env,
+        "slirp4netns:port_handler=userspace",
+        LEN / 4,
+        &yes_digest(LEN / 4),
+    );
+    let tap = received(&counters, "tap0");
+    assert!(tap >= (LEN / 4) as u64, "tap0 {tap}: {counters}");
+
+    let down = download(&env, LEN, &want);
+    eprintln!("1 GiB host→container in {up:?}, container→host in {down:?}");
+}
+
+/// Sends `len` bytes of `yes abcdefg` through -p to a container on
+/// `network` that hashes them; returns the time taken and the container's
+/// output (the digest, then its /proc/net/dev).
+fn upload(env: &Env, network: &str, len: usize, want: &str) -> (Duration, String) {
     let port = free_port();
     env.run_detached([
         "--name",
         "sink",
+        "--network",
+        network,
         "-p",
         &format!("127.0.0.1:{port}:5001"),
         "busybox",
         "sh",
         "-c",
-        "nc -l -p 5001 | sha256sum",
+        "nc -l -p 5001 | sha256sum; cat /proc/net/dev",
     ]);
     let deadline = Instant::now() + secs(15);
     let mut stream = loop {
@@ -505,7 +552,7 @@ fn bulk_transfer_each_way_with_a_checksum() {
     };
     let block: Vec<u8> = b"abcdefg\n".iter().copied().cycle().take(1 << 16).collect();
     let started = Instant::now();
-    let mut left = LEN;
+    let mut left = len;
     while left > 0 {
         let n = left.min(block.len());
         stream
@@ -518,11 +565,24 @@ fn bulk_transfer_each_way_with_a_checksum() {
     env.wait_status("sink", "exited", secs(180));
     let logs = env.ok(["logs", "sink"]);
     assert!(
-        logs.contains(&want),
-        "host → container digest differs: {logs} vs {want}"
+        logs.contains(want),
+        "{network}: host → container digest differs: {logs} vs {want}"
     );
+    env.ok(["rm", "sink"]);
+    (up, logs)
+}
 
-    // Container → host through the gateway.
+/// Bytes received on `iface`, from a copy of /proc/net/dev.
+fn received(counters: &str, iface: &str) -> u64 {
+    counters
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{iface}:")))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {iface} in {counters}"))
+}
+
+/// Container → host through the gateway.
+fn download(env: &Env, len: usize, want: &str) -> Duration {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let receiver = thread::spawn(move || {
@@ -541,15 +601,14 @@ fn bulk_transfer_each_way_with_a_checksum() {
         (total, hex::encode(hasher.finalize()))
     });
     let started = Instant::now();
-    let cmd = format!("yes abcdefg | head -c {LEN} | nc 10.0.2.2 {port}");
+    let cmd = format!("yes abcdefg | head -c {len} | nc 10.0.2.2 {port}");
     env.spawn(["run", "--rm", "busybox", "sh", "-c", &cmd])
         .finish(secs(180))
         .success();
     let (total, got) = receiver.join().unwrap();
-    let down = started.elapsed();
-    assert_eq!(total, LEN);
+    assert_eq!(total, len);
     assert_eq!(got, want, "container → host digest differs");
-    eprintln!("1 GiB host→container in {up:?}, container→host in {down:?}");
+    started.elapsed()
 }
 
 #[test]

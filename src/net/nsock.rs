@@ -1,0 +1,254 @@
+//! Sockets made inside the container's network namespace, for the `-p`
+//! relay (`relay.rs`).
+//!
+//! A socket belongs to the namespace it was created in, whoever uses it
+//! later. The supervisor cannot enter the container's namespaces (it is
+//! multi-threaded, and joining a user namespace needs a single thread), so
+//! a small child of it does (see `sandbox::spawn_in_netns`): the *maker*.
+//! Once, it sets up the routing the relay needs (`netlink.rs`) and turns on
+//! `net.ipv4.tcp_fwmark_accept` in that namespace; then it answers each
+//! request with a batch of fresh TCP sockets, sent over a Unix socket pair
+//! (SCM_RIGHTS), each already given what only a privileged process may set:
+//! `IP_TRANSPARENT` (bind to the client's address, which is not the
+//! container's) and `SO_MARK` (so answers to it are delivered locally).
+//! The net thread keeps a small stock ([`Supply`]) so that a connection
+//! never waits for the maker; when the stock is empty, or the maker could
+//! not start, a connection takes the userspace path instead.
+
+use std::io::{self, IoSlice, IoSliceMut, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
+    sendmsg, setsockopt, socket, sockopt,
+};
+
+use super::netlink;
+
+/// The mark on relay sockets ("bu"), and the routing table and rule
+/// priority it selects; all private to the container's namespace.
+pub const MARK: u32 = 0x6275;
+const TABLE: u32 = 0x6275;
+const RULE_PRIORITY: u32 = 100;
+/// Sockets per request, and the stock below which the net thread asks.
+const BATCH: usize = 32;
+const LOW: usize = 16;
+
+/// The maker's side: sets up the namespace, reports, then serves requests
+/// on `chan` until the net thread closes it. Returns the exit code.
+pub fn serve(chan: OwnedFd) -> i32 {
+    let report = match prepare() {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("cannot prepare the container's network for the -p relay: {e}"),
+    };
+    if sendmsg::<()>(
+        chan.as_raw_fd(),
+        &[IoSlice::new(report.as_bytes())],
+        &[],
+        MsgFlags::empty(),
+        None,
+    )
+    .is_err()
+        || report != "ok"
+    {
+        return 1;
+    }
+    let mut request = [0u8; 1];
+    loop {
+        let n = {
+            let mut iov = [IoSliceMut::new(&mut request)];
+            match recvmsg::<()>(chan.as_raw_fd(), &mut iov, None, MsgFlags::empty()) {
+                Ok(msg) => msg.bytes,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return 1,
+            }
+        };
+        if n == 0 {
+            return 0; // the net thread is gone
+        }
+        let count = usize::from(request[0]).clamp(1, BATCH);
+        let made: Vec<OwnedFd> = (0..count).filter_map(|_| relay_socket().ok()).collect();
+        let fds: Vec<RawFd> = made.iter().map(|fd| fd.as_raw_fd()).collect();
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        if sendmsg::<()>(
+            chan.as_raw_fd(),
+            &[IoSlice::new(b"s")],
+            cmsgs,
+            MsgFlags::empty(),
+            None,
+        )
+        .is_err()
+        {
+            return 1;
+        }
+    }
+}
+
+fn prepare() -> io::Result<()> {
+    // Per namespace: /proc/sys/net shows the namespace of whoever opens it.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/sys/net/ipv4/tcp_fwmark_accept")
+        .and_then(|mut f| f.write_all(b"1"))
+        .map_err(|e| io::Error::new(e.kind(), format!("net.ipv4.tcp_fwmark_accept: {e}")))?;
+    netlink::route_marked_locally(MARK, TABLE, RULE_PRIORITY)
+        .map_err(|e| io::Error::new(e.kind(), format!("policy routing: {e}")))?;
+    // Prove the options are allowed here before promising sockets.
+    relay_socket().map(drop)
+}
+
+/// A non-blocking IPv4 TCP socket that may bind to any address and whose
+/// packets carry [`MARK`].
+fn relay_socket() -> io::Result<OwnedFd> {
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::IpTransparent, &true)?;
+    setsockopt(&fd, sockopt::Mark, &MARK)?;
+    // A client port may come back while the container still holds the last
+    // connection from it in TIME_WAIT.
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    Ok(fd)
+}
+
+/// The net thread's side: a stock of sockets from the maker.
+pub struct Supply {
+    chan: OwnedFd,
+    state: State,
+    stock: Vec<OwnedFd>,
+    asked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Starting,
+    Ready,
+    Failed(String),
+}
+
+impl Supply {
+    /// Takes the net thread's end of the channel (non-blocking is set here).
+    pub fn new(chan: OwnedFd) -> io::Result<Supply> {
+        let flags = nix::fcntl::fcntl(&chan, nix::fcntl::FcntlArg::F_GETFL)?;
+        nix::fcntl::fcntl(
+            &chan,
+            nix::fcntl::FcntlArg::F_SETFL(
+                nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK,
+            ),
+        )?;
+        Ok(Supply {
+            chan,
+            state: State::Starting,
+            stock: Vec::new(),
+            asked: false,
+        })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.chan.as_raw_fd()
+    }
+
+    /// Why the relay is not in use, once the maker said so (or died).
+    pub fn failure(&self) -> Option<&str> {
+        match &self.state {
+            State::Failed(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// Reads what the maker sent: its report, then batches of sockets.
+    pub fn receive(&mut self) {
+        loop {
+            let mut buf = [0u8; 512];
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let mut space = nix::cmsg_space!([RawFd; BATCH]);
+            let (bytes, fds) = match recvmsg::<()>(
+                self.chan.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(msg) => {
+                    let mut fds = Vec::new();
+                    for cmsg in msg.cmsgs().into_iter().flatten() {
+                        if let ControlMessageOwned::ScmRights(got) = cmsg {
+                            fds.extend(got.into_iter().map(owned));
+                        }
+                    }
+                    (msg.bytes, fds)
+                }
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    self.fail(format!("the -p relay's socket maker: {e}"));
+                    return;
+                }
+            };
+            if bytes == 0 {
+                self.fail("the -p relay's socket maker exited".into());
+                return;
+            }
+            match self.state {
+                State::Starting if &buf[..bytes] == b"ok" => {
+                    self.state = State::Ready;
+                    self.ask();
+                }
+                State::Starting => {
+                    let why = String::from_utf8_lossy(&buf[..bytes]).into_owned();
+                    self.fail(why);
+                }
+                State::Ready => {
+                    self.asked = false;
+                    self.stock.extend(fds);
+                }
+                State::Failed(_) => {}
+            }
+        }
+    }
+
+    fn fail(&mut self, why: String) {
+        if !matches!(self.state, State::Failed(_)) {
+            self.state = State::Failed(why);
+        }
+        self.stock.clear();
+    }
+
+    /// A socket for one connection, if one is in stock; asks for more when
+    /// the stock runs low.
+    pub fn take(&mut self) -> Option<OwnedFd> {
+        let socket = self.stock.pop();
+        if self.stock.len() < LOW {
+            self.ask();
+        }
+        socket
+    }
+
+    fn ask(&mut self) {
+        if self.asked || self.state != State::Ready {
+            return;
+        }
+        let request = [BATCH as u8];
+        match sendmsg::<()>(
+            self.chan.as_fd().as_raw_fd(),
+            &[IoSlice::new(&request)],
+            &[],
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        ) {
+            Ok(_) => self.asked = true,
+            Err(nix::errno::Errno::EAGAIN) => {}
+            Err(e) => self.fail(format!("the -p relay's socket maker: {e}")),
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel just installed `fd` in this process for us through
+    // SCM_RIGHTS (with MSG_CMSG_CLOEXEC); nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

@@ -1,0 +1,378 @@
+//! The kernel path for `-p` TCP: a published port's client is joined to a
+//! socket inside the container's network namespace (made by `nsock.rs`,
+//! bound to the address the container should see as its peer, connected to
+//! 10.0.2.100:port), and bytes move between the two sockets with
+//! `splice(2)` through a pipe, never entering this process.
+//!
+//! Both connections are the kernel's own TCP, one on the host's loopback and
+//! one on the container's `lo`, so a byte is copied once on each side, as on
+//! plain loopback; the userspace stack (smoltcp over the TAP) copied it three
+//! times more on its way. The container still sees the client's real
+//! address (see `netlink.rs` for how its answers find their way back).
+
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
+use nix::sys::socket::{SockaddrIn, bind, connect, setsockopt, sockopt};
+
+/// How much one splice moves at most: a pipe's worth.
+const PIPE_SIZE: usize = 256 * 1024;
+/// Empty pipes kept for the next burst.
+const SPARE_PIPES: usize = 8;
+
+/// A socket from `nsock`, bound to `source` and connecting (non-blocking) to
+/// `to` in the container. `EADDRINUSE`/`EADDRNOTAVAIL` mean that exact
+/// source is taken (a connection from the same client port still lingers);
+/// the caller may retry with port 0.
+pub fn connect_inside(
+    socket: OwnedFd,
+    source: SocketAddr,
+    to: SocketAddr,
+) -> io::Result<TcpStream> {
+    let (SocketAddr::V4(source), SocketAddr::V4(to)) = (source, to) else {
+        return Err(io::Error::from(io::ErrorKind::Unsupported));
+    };
+    bind(socket.as_raw_fd(), &SockaddrIn::from(source))?;
+    match connect(socket.as_raw_fd(), &SockaddrIn::from(to)) {
+        Ok(()) | Err(Errno::EINPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let _ = setsockopt(&socket, sockopt::TcpNoDelay, &true);
+    Ok(TcpStream::from_std(std::net::TcpStream::from(socket)))
+}
+
+/// Which of a relay's two sockets an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Host,
+    Inner,
+}
+
+/// One relayed connection.
+pub struct Relay {
+    pub host: TcpStream,
+    pub inner: TcpStream,
+    host_ready: Ready,
+    inner_ready: Ready,
+    /// Host → container.
+    up: Pump,
+    /// Container → host.
+    down: Pump,
+    connected: bool,
+    pub last_active: Instant,
+    /// For a connection still opening: the published port's index.
+    pub opening: Option<usize>,
+    opened_at: Instant,
+}
+
+#[derive(Default)]
+struct Ready {
+    readable: bool,
+    writable: bool,
+}
+
+/// One direction: a pipe holding what was read and not yet written.
+#[derive(Default)]
+struct Pump {
+    pipe: Option<Pipe>,
+    queued: usize,
+    moved: u64,
+    eof: bool,
+    shut: bool,
+}
+
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+/// Empty pipes, shared by all relays: a pipe is held only while bytes wait
+/// in it, so descriptors and pipe memory follow the connections that are
+/// actually backed up, not all of them.
+#[derive(Default)]
+pub struct Pipes {
+    spare: Vec<Pipe>,
+}
+
+impl Pipes {
+    fn get(&mut self) -> io::Result<Pipe> {
+        if let Some(pipe) = self.spare.pop() {
+            return Ok(pipe);
+        }
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        // Larger pipes mean fewer splices; past the user's pipe quota the
+        // kernel refuses, and the default size still works.
+        let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32));
+        Ok(Pipe { read, write })
+    }
+
+    fn put(&mut self, pipe: Pipe) {
+        if self.spare.len() < SPARE_PIPES {
+            self.spare.push(pipe);
+        }
+    }
+}
+
+/// What a round of pumping found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Status {
+    Open,
+    /// Both directions finished in order.
+    Done,
+    /// An error or a refused connect: end both sides with a reset.
+    Failed,
+}
+
+impl Relay {
+    pub fn new(host: TcpStream, inner: TcpStream, opening: Option<usize>) -> Relay {
+        let now = Instant::now();
+        Relay {
+            host,
+            inner,
+            host_ready: Ready::default(),
+            inner_ready: Ready::default(),
+            up: Pump::default(),
+            down: Pump::default(),
+            connected: false,
+            last_active: now,
+            opening,
+            opened_at: now,
+        }
+    }
+
+    /// Notes readiness from an (edge-triggered) event; flags stay set until
+    /// a call would block.
+    pub fn ready(&mut self, side: Side, readable: bool, writable: bool) {
+        let ready = match side {
+            Side::Host => &mut self.host_ready,
+            Side::Inner => &mut self.inner_ready,
+        };
+        ready.readable |= readable;
+        ready.writable |= writable;
+    }
+
+    /// Whether the container has answered (or had its grace time): the
+    /// same rule as the userspace path's, see `event_loop::MAX_OPENING`.
+    pub fn opened(&self, grace: std::time::Duration) -> bool {
+        self.down.moved > 0
+            || (self.up.moved > 0 && self.up.queued == 0)
+            || self.opened_at.elapsed() >= grace
+    }
+
+    /// Moves what both sides allow.
+    pub fn pump(&mut self, pipes: &mut Pipes) -> Status {
+        if !self.connected {
+            if !self.inner_ready.writable && !self.inner_ready.readable {
+                return Status::Open;
+            }
+            match self.inner.take_error() {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => return Status::Failed,
+            }
+            match self.inner.peer_addr() {
+                Ok(_) => self.connected = true,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Status::Open,
+                Err(_) => return Status::Failed,
+            }
+        }
+        let before = self.up.moved + self.down.moved;
+        let up = self.up.run(
+            &self.host,
+            &mut self.host_ready,
+            &self.inner,
+            &mut self.inner_ready,
+            pipes,
+        );
+        let down = self.down.run(
+            &self.inner,
+            &mut self.inner_ready,
+            &self.host,
+            &mut self.host_ready,
+            pipes,
+        );
+        if self.up.moved + self.down.moved != before {
+            self.last_active = Instant::now();
+        }
+        match (up, down) {
+            (Err(_), _) | (_, Err(_)) => Status::Failed,
+            _ if self.up.finished() && self.down.finished() => Status::Done,
+            _ => Status::Open,
+        }
+    }
+
+    /// Ends both connections with a reset (a linger of zero makes close send
+    /// one), so a client of a port nobody listens on inside fails fast.
+    pub fn reset(&self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        let _ = setsockopt(&self.host, sockopt::Linger, &linger);
+        let _ = setsockopt(&self.inner, sockopt::Linger, &linger);
+    }
+
+    /// Gives back the pipes this relay holds (their bytes are lost, as
+    /// they would be in any reset connection).
+    pub fn release(&mut self, pipes: &mut Pipes) {
+        for pump in [&mut self.up, &mut self.down] {
+            if let Some(pipe) = pump.pipe.take()
+                && pump.queued == 0
+            {
+                pipes.put(pipe);
+            }
+        }
+    }
+}
+
+impl Pump {
+    fn finished(&self) -> bool {
+        self.shut
+    }
+
+    /// Splices `from` → pipe → `to` until one side would block.
+    fn run(
+        &mut self,
+        from: &TcpStream,
+        from_ready: &mut Ready,
+        to: &TcpStream,
+        to_ready: &mut Ready,
+        pipes: &mut Pipes,
+    ) -> io::Result<()> {
+        let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+        loop {
+            if self.queued > 0 {
+                if !to_ready.writable {
+                    return Ok(());
+                }
+                let pipe = self.pipe.as_ref().expect("queued bytes are in a pipe");
+                match splice(&pipe.read, None, to, None, self.queued, flags) {
+                    Ok(n) => self.queued -= n,
+                    Err(Errno::EAGAIN) => to_ready.writable = false,
+                    Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                continue;
+            }
+            if let Some(pipe) = self.pipe.take() {
+                pipes.put(pipe);
+            }
+            if self.eof {
+                if !self.shut {
+                    // Everything before the FIN is written: pass it on.
+                    let _ = to.shutdown(Shutdown::Write);
+                    self.shut = true;
+                }
+                return Ok(());
+            }
+            if !from_ready.readable {
+                return Ok(());
+            }
+            let pipe = self.pipe.insert(pipes.get()?);
+            match splice(from, None, &pipe.write, None, PIPE_SIZE, flags) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    self.queued = n;
+                    self.moved += n as u64;
+                }
+                // The pipe is empty, so it is the socket that has nothing.
+                Err(Errno::EAGAIN) => from_ready.readable = false,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A connected pair of mio streams over loopback, and their std peers.
+    fn pair() -> (TcpStream, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        (TcpStream::from_std(ours), peer)
+    }
+
+    /// Pumps until `done` says so or a few seconds pass.
+    fn drive(
+        relay: &mut Relay,
+        pipes: &mut Pipes,
+        mut done: impl FnMut(&Status) -> bool,
+    ) -> Status {
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            // Level-triggered stand-in for the event loop.
+            relay.ready(Side::Host, true, true);
+            relay.ready(Side::Inner, true, true);
+            let status = relay.pump(pipes);
+            if done(&status) || Instant::now() > deadline {
+                return status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn bytes_cross_both_ways_and_fins_follow_the_data() {
+        let (host, mut client) = pair();
+        let (inner, mut server) = pair();
+        let mut relay = Relay::new(host, inner, None);
+        let mut pipes = Pipes::default();
+        // More than a pipe holds, so a splice must stop and resume.
+        let up: Vec<u8> = (0..3 * PIPE_SIZE + 7).map(|i| (i % 251) as u8).collect();
+        let sender = {
+            let up = up.clone();
+            std::thread::spawn(move || {
+                client.write_all(&up).unwrap();
+                client.shutdown(Shutdown::Write).unwrap();
+                let mut back = Vec::new();
+                client.read_to_end(&mut back).unwrap();
+                back
+            })
+        };
+        let receiver = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).unwrap();
+            server.write_all(b"thanks").unwrap();
+            server.shutdown(Shutdown::Write).unwrap();
+            got
+        });
+        let status = drive(&mut relay, &mut pipes, |s| *s != Status::Open);
+        assert_eq!(status, Status::Done);
+        assert_eq!(receiver.join().unwrap(), up);
+        assert_eq!(sender.join().unwrap(), b"thanks");
+        relay.release(&mut pipes);
+        assert!(pipes.spare.len() <= SPARE_PIPES);
+    }
+
+    #[test]
+    fn a_refused_connect_fails_the_relay() {
+        let (host, _client) = pair();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        // Nothing listens there any more.
+        let socket = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .unwrap();
+        let inner = connect_inside(socket, "127.0.0.1:0".parse().unwrap(), port).unwrap();
+        let mut relay = Relay::new(host, inner, None);
+        let status = drive(&mut relay, &mut Pipes::default(), |s| *s != Status::Open);
+        assert_eq!(status, Status::Failed);
+    }
+}
