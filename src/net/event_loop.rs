@@ -101,6 +101,16 @@ struct UdpFlow {
     idle: Duration,
 }
 
+/// What became of a `-p` client offered to the kernel path.
+enum Relayed {
+    /// Relayed (or refused for good, and closed).
+    Yes,
+    /// The kernel path is in use but has no socket in stock yet.
+    Later(TcpStream),
+    /// The kernel path is not in use: take the userspace one.
+    No(TcpStream),
+}
+
 /// A `-p` UDP client: replies go back through the published socket.
 struct InboundUdp {
     port_index: usize,
@@ -175,6 +185,8 @@ impl EventLoop {
                     listener
                         .set_nonblocking(true)
                         .map_err(io_err("make a published port non-blocking"))?;
+                    // Accepted clients inherit it: bytes are relayed as they come.
+                    let _ = setsockopt(&listener, sockopt::TcpNoDelay, &true);
                     let mut listener = TcpListener::from_std(listener);
                     registry
                         .register(&mut listener, token, Interest::READABLE)
@@ -410,9 +422,8 @@ impl EventLoop {
                 let _ = self.poll.registry().deregister(&mut udp.socket);
                 self.udp_out.remove(&udp.key);
             }
+            // Closing the sockets takes them out of the poll.
             Flow::Relay(mut relay) => {
-                let _ = self.poll.registry().deregister(&mut relay.host);
-                let _ = self.poll.registry().deregister(&mut relay.inner);
                 if let Some(index) = relay.opening {
                     self.opening[index] -= 1;
                 }
@@ -533,8 +544,13 @@ impl EventLoop {
             let port = map.container_port;
             let real = !self.cfg.keep_gateway_source;
             let stream = match self.try_relay(stream, client, port, index) {
-                Ok(()) => continue,
-                Err(stream) => stream,
+                Relayed::Yes => continue,
+                Relayed::Later(stream) => {
+                    // Resumed when the maker's next batch arrives.
+                    self.waiting[index].push_front((stream, client));
+                    return;
+                }
+                Relayed::No(stream) => stream,
             };
             let now = self.now();
             let Some(handle) = self.stack.open_inbound(client, port, real, now) else {
@@ -549,24 +565,31 @@ impl EventLoop {
         }
     }
 
-    /// Puts a `-p` client on the kernel path, if it is in use and has a
-    /// socket in stock; gives the stream back otherwise.
+    /// Puts a `-p` client on the kernel path, if it is in use.
+    ///
+    /// Once the kernel path is in use, a client never falls back to the
+    /// userspace stack while the maker works: the container's kernel may
+    /// still hold the same address and port pair in TIME_WAIT from a
+    /// relayed connection, and would refuse a SYN with another stack's
+    /// timestamps (PAWS) for as long as they keep coming.
     fn try_relay(
         &mut self,
         stream: TcpStream,
         client: SocketAddr,
         port: u16,
         index: usize,
-    ) -> Result<(), TcpStream> {
+    ) -> Relayed {
         let Some(supply) = self.supply.as_mut() else {
-            return Err(stream);
+            return Relayed::No(stream);
         };
         let seen = stack::visible_source(client.ip(), !self.cfg.keep_gateway_source);
         let to = SocketAddr::from((stack::CONTAINER_IP, port));
         // The client's own port if it is free inside, else any.
         let mut inner = None;
         for source_port in [client.port(), 0] {
-            let Some(socket) = supply.take() else { break };
+            let Some(socket) = supply.take() else {
+                return Relayed::Later(stream);
+            };
             match relay::connect_inside(socket, (seen, source_port).into(), to) {
                 Ok(s) => {
                     inner = Some(s);
@@ -581,9 +604,10 @@ impl EventLoop {
             }
         }
         let Some(inner) = inner else {
-            return Err(stream);
+            // Dropping the client closes it: it can try again.
+            return Relayed::Yes;
         };
-        let _ = stream.set_nodelay(true);
+        // (TCP_NODELAY comes with the listener's, see EventLoop::new.)
         let i = self.add_flow(Flow::Relay(Relay::new(stream, inner, Some(index))));
         self.opening[index] += 1;
         let registry = self.poll.registry();
@@ -602,7 +626,7 @@ impl EventLoop {
         if !registered {
             self.drop_flow(i);
         }
-        Ok(())
+        Relayed::Yes
     }
 
     /// Sockets (or the maker's report) from `nsock`.
@@ -613,6 +637,11 @@ impl EventLoop {
                 // Every -p connection takes the userspace path from now on.
                 eprintln!("burrow: {why}; published ports use the userspace network stack");
                 self.supply = None;
+            }
+        }
+        for index in 0..self.waiting.len() {
+            if !self.waiting[index].is_empty() {
+                self.open_waiting(index);
             }
         }
     }

@@ -49,7 +49,11 @@
 //!   (container port, destination) and sends replies back with the original
 //!   destination as the source.
 //! - **Inbound (`-p`).** The host side is bound before the container starts
-//!   ([`bind_ports`]). An accepted client becomes a smoltcp client socket
+//!   ([`bind_ports`]). By default a TCP client is joined to a kernel socket
+//!   inside the container's namespace and the two are spliced (`relay.rs`;
+//!   the sockets come from `nsock.rs`, the routing that brings the answers
+//!   back from `netlink.rs`). Otherwise (`port_handler=userspace`, no
+//!   socket maker, or none in stock) an accepted client becomes a smoltcp client socket
 //!   whose local address is the client's real address (a loopback client
 //!   shows as the gateway, since the container's kernel would drop a
 //!   127.0.0.0/8 source), connecting to 10.0.2.100:containerPort. A port

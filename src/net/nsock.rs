@@ -31,8 +31,8 @@ pub const MARK: u32 = 0x6275;
 const TABLE: u32 = 0x6275;
 const RULE_PRIORITY: u32 = 100;
 /// Sockets per request, and the stock below which the net thread asks.
-const BATCH: usize = 32;
-const LOW: usize = 16;
+const BATCH: usize = 64;
+const LOW: usize = 32;
 
 /// The maker's side: sets up the namespace, reports, then serves requests
 /// on `chan` until the net thread closes it. Returns the exit code.
@@ -112,6 +112,8 @@ fn relay_socket() -> io::Result<OwnedFd> {
     // A client port may come back while the container still holds the last
     // connection from it in TIME_WAIT.
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    // Relayed bytes are sent as they come, as the client sent them.
+    setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
     Ok(fd)
 }
 

@@ -42,7 +42,6 @@ pub fn connect_inside(
         Ok(()) | Err(Errno::EINPROGRESS) => {}
         Err(e) => return Err(e.into()),
     }
-    let _ = setsockopt(&socket, sockopt::TcpNoDelay, &true);
     Ok(TcpStream::from_std(std::net::TcpStream::from(socket)))
 }
 
@@ -63,7 +62,6 @@ pub struct Relay {
     up: Pump,
     /// Container → host.
     down: Pump,
-    connected: bool,
     pub last_active: Instant,
     /// For a connection still opening: the published port's index.
     pub opening: Option<usize>,
@@ -131,14 +129,22 @@ pub enum Status {
 impl Relay {
     pub fn new(host: TcpStream, inner: TcpStream, opening: Option<usize>) -> Relay {
         let now = Instant::now();
+        // Both start out as ready: a splice that would block says so, and
+        // the request the client has already sent goes in without waiting
+        // for the next turn of the loop. While the connect inside is still
+        // on its way, splices into it would block, and a refused one fails
+        // them.
+        let ready = || Ready {
+            readable: true,
+            writable: true,
+        };
         Relay {
             host,
             inner,
-            host_ready: Ready::default(),
-            inner_ready: Ready::default(),
+            host_ready: ready(),
+            inner_ready: ready(),
             up: Pump::default(),
             down: Pump::default(),
-            connected: false,
             last_active: now,
             opening,
             opened_at: now,
@@ -166,20 +172,6 @@ impl Relay {
 
     /// Moves what both sides allow.
     pub fn pump(&mut self, pipes: &mut Pipes) -> Status {
-        if !self.connected {
-            if !self.inner_ready.writable && !self.inner_ready.readable {
-                return Status::Open;
-            }
-            match self.inner.take_error() {
-                Ok(None) => {}
-                Ok(Some(_)) | Err(_) => return Status::Failed,
-            }
-            match self.inner.peer_addr() {
-                Ok(_) => self.connected = true,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Status::Open,
-                Err(_) => return Status::Failed,
-            }
-        }
         let before = self.up.moved + self.down.moved;
         let up = self.up.run(
             &self.host,
