@@ -9,6 +9,8 @@
 # once, so a busy machine hurts them alike; the median is printed):
 #   - host → container over a published port (SIZE_MIB, default 1 GiB), MiB/s;
 #   - container → host's loopback (SIZE_MIB), MiB/s;
+#   - host's loopback → container over a connection the container opened
+#     (SIZE_MIB, a download), MiB/s;
 #   - connections per second of short HTTP requests over the published port,
 #     one client;
 # for burrow, Podman with slirp4netns (port_handler=rootlesskit, its default,
@@ -202,6 +204,21 @@ out() {
     esac
 }
 
+# Outbound downloads: a source on the host's loopback, the reader in a fresh
+# container.
+down_port=$(free_port)
+"$np" source "$down_port" "$SIZE_MIB" & pids+=($!)
+down() {
+    case $1 in
+        host) "$np" fetch 127.0.0.1 "$down_port" ;;
+        burrow) b run --rm bench netpeer fetch 10.0.2.2 "$down_port" ;;
+        slirp4netns) "${podman[@]}" run --rm --network slirp4netns:allow_host_loopback=true \
+            localhost/nbench netpeer fetch 10.0.2.2 "$down_port" ;;
+        pasta) pasta --config-net -q -u none -T none -U none -- \
+            sh -c "$np fetch \$(ip route show default | cut -d' ' -f3) $down_port" ;;
+    esac
+}
+
 declare -A vals
 sample() { # KEY COMMAND...: appends the number it prints, or "x" when it failed
     local key=$1 v
@@ -226,6 +243,7 @@ for ((r = 1; r <= RUNS; r++)); do
     done
     for p in "${out_peers[@]}"; do
         sample "out_$p" out "$p"
+        sample "down_$p" down "$p"
     done
 done
 
@@ -267,11 +285,12 @@ peers = [("host", "host loopback"), ("burrow", "burrow"),
          ("slirp4netns", "Podman slirp4netns, slirp4netns ports"), ("pasta", "pasta")]
 print(f"median of {sys.argv[1]}; ratio = burrow / that row")
 print()
-print("| | host → container -p MiB/s | ratio | container → host MiB/s | ratio | HTTP conns/s | ratio |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| | host → container -p MiB/s | ratio | container → host MiB/s | ratio | container ← host MiB/s | ratio | HTTP conns/s | ratio |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for key, name in peers:
     print(f"| {name} | {cell('in_' + key)} | {ratio('in_burrow', 'in_' + key)} "
           f"| {cell('out_' + key)} | {ratio('out_burrow', 'out_' + key)} "
+          f"| {cell('down_' + key)} | {ratio('down_burrow', 'down_' + key)} "
           f"| {cell('conns_' + key)} | {ratio('conns_burrow', 'conns_' + key)} |")
 EOF
 echo

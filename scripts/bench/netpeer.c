@@ -12,6 +12,11 @@
  *                                response (one request per connection)
  *   netpeer conns HOST PORT SECS sequential short HTTP requests; prints
  *                                connections per second
+ *   netpeer source PORT MIB      listen on 0.0.0.0:PORT; write MIB MiB to
+ *                                every connection, one after another, then
+ *                                close it
+ *   netpeer fetch HOST PORT      connect, read to EOF; prints MiB/s from the
+ *                                connect
  *
  * Why not busybox: busybox `head -c` spends most of a CPU per 100 MiB/s and
  * busybox `nc` moves 8 KiB per syscall, so with them the benchmark measures
@@ -98,6 +103,31 @@ static int do_recv(int port, const char *portfile) {
     return 0;
 }
 
+_Noreturn static void do_source(int port, long mib) {
+    int l = listen_on(port, NULL);
+    for (;;) {
+        int c = accept(l, NULL, NULL);
+        if (c < 0) continue;
+        long left = mib << 20;
+        while (left > 0) {
+            ssize_t n = write(c, buf, left < CHUNK ? left : CHUNK);
+            if (n <= 0) break;
+            left -= n;
+        }
+        close(c);
+    }
+}
+
+static int do_fetch(const char *host, int port) {
+    double t = now();
+    int s = dial(host, port);
+    long total = 0;
+    ssize_t n;
+    while ((n = read(s, buf, sizeof buf)) > 0) total += n;
+    printf("%.0f\n", total / 1048576.0 / (now() - t));
+    return 0;
+}
+
 _Noreturn static void do_sink(int port) {
     int l = listen_on(port, NULL);
     for (;;) {
@@ -144,7 +174,9 @@ int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "recv")) return do_recv(atoi(argv[2]), argc > 3 ? argv[3] : NULL);
     if (argc >= 3 && !strcmp(argv[1], "sink")) do_sink(atoi(argv[2]));
     if (argc >= 3 && !strcmp(argv[1], "http")) do_http(atoi(argv[2]));
+    if (argc >= 4 && !strcmp(argv[1], "source")) do_source(atoi(argv[2]), atol(argv[3]));
+    if (argc >= 4 && !strcmp(argv[1], "fetch")) return do_fetch(argv[2], atoi(argv[3]));
     if (argc >= 5 && !strcmp(argv[1], "conns")) return do_conns(argv[2], atoi(argv[3]), atof(argv[4]));
-    fprintf(stderr, "usage: netpeer send HOST PORT MIB | recv PORT [PORTFILE] | sink PORT | http PORT | conns HOST PORT SECS\n");
+    fprintf(stderr, "usage: netpeer send HOST PORT MIB | recv PORT [PORTFILE] | sink PORT | http PORT | conns HOST PORT SECS | source PORT MIB | fetch HOST PORT\n");
     return 2;
 }

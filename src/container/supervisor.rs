@@ -228,6 +228,10 @@ fn supervise(
         }
     };
     let pid = spawned.pid;
+    // The network holds one or two descriptors per connection (more while
+    // bytes wait in a pipe): allow it as many as the hard limit does. The
+    // container, already started, keeps the limits it inherited.
+    raise_nofile();
     // Published TCP ports take the kernel path when its socket maker runs.
     let maker = match (&bound, slirp) {
         (Some(ports), Some((_, PortHandler::Kernel, _))) if ports.has_tcp() => {
@@ -285,6 +289,16 @@ fn supervise(
     }
     let status = served?.status;
     finish(dirs, id, sandbox::exit_code(status).unwrap_or(125), error)
+}
+
+/// Raises this process's soft limit on open files to its hard limit.
+fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }
 
 /// A helper process of the supervisor's (the FUSE server, the socket

@@ -148,6 +148,8 @@ pub struct EventLoop {
     /// is in use.
     supply: Option<Supply>,
     pipes: Pipes,
+    /// Flows on the kernel path.
+    relays: usize,
 }
 
 fn io_err(step: &'static str) -> impl FnOnce(io::Error) -> NetError {
@@ -239,6 +241,7 @@ impl EventLoop {
             waiting: (0..count).map(|_| Default::default()).collect(),
             supply,
             pipes: Pipes::default(),
+            relays: 0,
         })
     }
 
@@ -424,6 +427,7 @@ impl EventLoop {
             }
             // Closing the sockets takes them out of the poll.
             Flow::Relay(mut relay) => {
+                self.relays -= 1;
                 if let Some(index) = relay.opening {
                     self.opening[index] -= 1;
                 }
@@ -582,6 +586,10 @@ impl EventLoop {
         let Some(supply) = self.supply.as_mut() else {
             return Relayed::No(stream);
         };
+        if self.relays >= stack::MAX_TCP_FLOWS {
+            // As many as the userspace path allows: wait for one to end.
+            return Relayed::Later(stream);
+        }
         let seen = stack::visible_source(client.ip(), !self.cfg.keep_gateway_source);
         let to = SocketAddr::from((stack::CONTAINER_IP, port));
         // The client's own port if it is free inside, else any.
@@ -609,6 +617,7 @@ impl EventLoop {
         };
         // (TCP_NODELAY comes with the listener's, see EventLoop::new.)
         let i = self.add_flow(Flow::Relay(Relay::new(stream, inner, Some(index))));
+        self.relays += 1;
         self.opening[index] += 1;
         let registry = self.poll.registry();
         let both = Interest::READABLE | Interest::WRITABLE;
@@ -639,6 +648,10 @@ impl EventLoop {
                 self.supply = None;
             }
         }
+        self.resume_waiting();
+    }
+
+    fn resume_waiting(&mut self) {
         for index in 0..self.waiting.len() {
             if !self.waiting[index].is_empty() {
                 self.open_waiting(index);
@@ -844,6 +857,10 @@ impl EventLoop {
         }
         if status != relay::Status::Open {
             self.drop_flow(i);
+            if self.relays + 1 == stack::MAX_TCP_FLOWS {
+                // Clients held back by the cap may go now.
+                self.resume_waiting();
+            }
         }
     }
 
