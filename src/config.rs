@@ -7,6 +7,9 @@
 //! storage_driver = "fuse"
 //! # registries reached over plain HTTP (loopback ones always are)
 //! insecure_registries = ["registry.lan:5000"]
+//! # where `search TERM` asks for Docker Hub's results (a mirror of Hub's
+//! # v1 search API; default https://index.docker.io/v1/search)
+//! hub_search_url = "https://hub-mirror.lan/v1/search"
 //! ```
 
 use std::path::PathBuf;
@@ -19,6 +22,7 @@ use serde::Deserialize;
 pub struct Config {
     pub storage_driver: Option<String>,
     pub insecure_registries: Vec<String>,
+    pub hub_search_url: Option<String>,
 }
 
 /// burrow's configuration folder, if `XDG_CONFIG_HOME` or `HOME` names one.

@@ -90,7 +90,7 @@ pub struct LogoutArgs {
 /// Search a registry for images
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  burrow search nginx                    (Docker Hub)\n  burrow search 127.0.0.1:5000/team      (any other registry, by its catalog)"
+    after_help = "Examples:\n  burrow search nginx                    (Docker Hub)\n  burrow search --filter is-official=true --filter stars=100 nginx\n  burrow search --format json nginx\n  burrow search 127.0.0.1:5000/team      (any other registry, by its catalog)"
 )]
 pub struct SearchArgs {
     /// Most results to show
@@ -99,6 +99,12 @@ pub struct SearchArgs {
     /// Don't truncate descriptions
     #[arg(long)]
     pub no_trunc: bool,
+    /// Keep only results that match: stars=N (at least N stars), is-official=true|false
+    #[arg(short = 'f', long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Output format: table or json (one object per line, Docker's keys)
+    #[arg(long, default_value = "table")]
+    pub format: String,
     #[command(flatten)]
     pub transport: TransportArgs,
     /// TERM, or REGISTRY/TERM for a registry other than Docker Hub
@@ -179,8 +185,65 @@ pub fn logout(a: LogoutArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `search --filter` values, as `docker search` takes them.
+#[derive(Debug, Default, PartialEq)]
+struct SearchFilter {
+    min_stars: u64,
+    official: Option<bool>,
+}
+
+impl SearchFilter {
+    fn parse(filters: &[String]) -> Result<SearchFilter> {
+        let mut f = SearchFilter::default();
+        for item in filters {
+            match item.split_once('=') {
+                Some(("stars", n)) => {
+                    f.min_stars = n.parse().map_err(|_| {
+                        anyhow::anyhow!("invalid filter \"{item}\": stars must be a number")
+                    })?
+                }
+                Some(("is-official", v)) => {
+                    f.official = Some(v.parse().map_err(|_| {
+                        anyhow::anyhow!(
+                            "invalid filter \"{item}\": is-official must be true or false"
+                        )
+                    })?)
+                }
+                _ => bail!("invalid filter \"{item}\"; use stars=N or is-official=true|false"),
+            }
+        }
+        Ok(f)
+    }
+
+    fn keeps(&self, r: &registry::SearchResult) -> bool {
+        r.stars >= self.min_stars && self.official.is_none_or(|o| o == r.official)
+    }
+}
+
 pub fn search(a: SearchArgs) -> Result<i32> {
-    let results = registry::search(&a.term, a.limit, &a.transport.transport())?;
+    let filter = SearchFilter::parse(&a.filters)?;
+    if a.format != "table" && a.format != "json" {
+        bail!(
+            "unsupported format \"{}\"; use --format table or --format json",
+            a.format
+        );
+    }
+    let mut results = registry::search(&a.term, a.limit, &a.transport.transport())?;
+    results.retain(|r| filter.keeps(r));
+    if a.format == "json" {
+        for r in &results {
+            // Docker's keys and string values.
+            let row = serde_json::json!({
+                "Description": r.description,
+                "IsAutomated": "false",
+                "IsOfficial": r.official.to_string(),
+                "Name": r.name,
+                "StarCount": r.stars.to_string(),
+            });
+            println!("{row}");
+        }
+        return Ok(0);
+    }
     let truncate = !a.no_trunc && std::io::stdout().is_terminal();
     let rows: Vec<Vec<String>> = results
         .iter()
@@ -220,5 +283,37 @@ fn registry_arg(arg: Option<&str>) -> String {
             crate::image::DEFAULT_DOMAIN.into()
         }
         other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(stars: u64, official: bool) -> registry::SearchResult {
+        registry::SearchResult {
+            name: "x".into(),
+            description: String::new(),
+            stars,
+            official,
+        }
+    }
+
+    #[test]
+    fn search_filters_as_docker_takes_them() {
+        let f = SearchFilter::parse(&["stars=10".into(), "is-official=true".into()]).unwrap();
+        assert!(f.keeps(&hit(10, true)));
+        assert!(!f.keeps(&hit(9, true)));
+        assert!(!f.keeps(&hit(100, false)));
+        assert!(SearchFilter::parse(&[]).unwrap().keeps(&hit(0, false)));
+        for bad in [
+            "stars=many",
+            "is-official=yes",
+            "is-automated=true",
+            "stars",
+        ] {
+            let err = SearchFilter::parse(&[bad.into()]).unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
     }
 }

@@ -39,6 +39,20 @@ pub struct Transport {
     pub tls_verify: Option<bool>,
 }
 
+/// An HTTP agent for `registry` (its `certs.d` CAs included) with burrow's
+/// timeouts; answers of every status come back as answers, not errors.
+pub(super) fn agent(registry: &str, security: Security) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(120)))
+        .timeout_per_read(Some(Duration::from_secs(120)))
+        .user_agent(concat!("burrow/", env!("CARGO_PKG_VERSION")))
+        .tls_config(tls::config(registry, security))
+        .build()
+        .new_agent()
+}
+
 /// A request body. Only borrows, so a refused request can be sent again.
 #[derive(Clone, Copy)]
 pub enum Body<'a> {
@@ -91,15 +105,7 @@ impl Client {
             .iter()
             .any(|r| r == registry);
         let security = Security::choose(transport.tls_verify, listed, is_loopback(host));
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(120)))
-            .timeout_per_read(Some(Duration::from_secs(120)))
-            .user_agent(concat!("burrow/", env!("CARGO_PKG_VERSION")))
-            .tls_config(tls::config(registry, security))
-            .build()
-            .new_agent();
+        let agent = agent(registry, security);
         Client {
             agent,
             registry: registry.to_string(),

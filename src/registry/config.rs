@@ -1,15 +1,24 @@
-//! The registries to reach over plain HTTP, from the user's configuration
-//! (`insecure_registries` in [`crate::config`]).
+//! The registry settings of the user's configuration ([`crate::config`]):
+//! `insecure_registries`, `hub_search_url`.
+
+/// The configuration, or the defaults when it is missing. A malformed file
+/// is reported as a warning: a pull should not fail over a setting it may
+/// not need.
+fn load() -> crate::config::Config {
+    crate::config::load().unwrap_or_else(|e| {
+        eprintln!("burrow: warning: {e:#}");
+        crate::config::Config::default()
+    })
+}
 
 /// The `insecure_registries` entries; empty when the file or key is missing.
-/// A malformed file is reported once, as a warning: a pull should not fail
-/// over a setting it may not need.
 pub fn insecure_registries() -> Vec<String> {
-    match crate::config::load() {
-        Ok(c) => c.insecure_registries,
-        Err(e) => {
-            eprintln!("burrow: warning: {e:#}");
-            Vec::new()
-        }
-    }
+    load().insecure_registries
+}
+
+/// Where Docker Hub's search API is asked (`hub_search_url`).
+pub fn hub_search_url() -> String {
+    load()
+        .hub_search_url
+        .unwrap_or_else(|| "https://index.docker.io/v1/search".into())
 }

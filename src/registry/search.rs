@@ -3,13 +3,15 @@
 //! Registries other than Docker Hub are listed through `GET /v2/_catalog`
 //! and filtered here (the API has no search). Docker Hub disables its
 //! catalog, so `docker.io` goes through Hub's own search API
-//! (`index.docker.io/v1/search`), as `docker search` does; that path needs
-//! the internet and so is not covered by the offline tests.
+//! (`index.docker.io/v1/search`, or the mirror of it that `hub_search_url`
+//! names in the configuration), as `docker search` does. The offline tests
+//! put a server that answers as Hub does behind `hub_search_url`.
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use super::client::{Client, Transport};
+use super::client::{self, Client, Transport};
+use super::tls::Security;
 use crate::image::DEFAULT_DOMAIN;
 
 /// One row of `search`'s table.
@@ -57,7 +59,8 @@ fn split(term: &str) -> (&str, &str) {
     }
 }
 
-/// Docker Hub's search API. Untested offline: it needs the internet.
+/// Docker Hub's search API (v1: `?q=TERM&n=LIMIT`, answered with
+/// `{"results": [{"name", "description", "star_count", "is_official"}]}`).
 fn hub(term: &str, limit: usize) -> Result<Vec<SearchResult>> {
     #[derive(Deserialize)]
     struct Page {
@@ -73,14 +76,26 @@ fn hub(term: &str, limit: usize) -> Result<Vec<SearchResult>> {
         #[serde(default)]
         is_official: bool,
     }
-    let page: Page = ureq::get("https://index.docker.io/v1/search")
+    let url = super::config::hub_search_url();
+    let host = url
+        .split_once("://")
+        .map_or(url.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let answer = client::agent(host, Security::Verified)
+        .get(&url)
         .query("q", term)
         .query("n", limit.to_string())
         .call()
-        .context("cannot reach Docker Hub's search API")?
-        .into_body()
-        .read_json()
-        .context("Docker Hub's search API answered something unexpected")?;
+        .with_context(|| format!("cannot reach Docker Hub's search API at {url}"))?;
+    let status = answer.status();
+    if !status.is_success() {
+        anyhow::bail!("Docker Hub's search API at {url} answered {status}");
+    }
+    let page: Page = answer.into_body().read_json().with_context(|| {
+        format!("Docker Hub's search API at {url} answered something unexpected")
+    })?;
     Ok(page
         .results
         .into_iter()

@@ -968,3 +968,114 @@ fn a_killed_pull_does_not_block_a_pull_waiting_for_its_layer() {
         .success();
     assert_eq!(out.stdout.split_whitespace().next(), Some("50331648"));
 }
+
+/// Docker Hub's search API, served here as Hub answers it, behind
+/// `hub_search_url`: the query burrow sends, Docker's columns, its JSON
+/// keys, `--filter`, and a failing endpoint.
+#[test]
+fn hub_search_through_its_api() {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, requests) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let mut reader = BufReader::new(&stream);
+            reader.read_line(&mut line).unwrap();
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let (status, body) = if line.contains("q=broken") {
+                ("503 Service Unavailable", "{}".to_string())
+            } else {
+                let body = r#"{"num_pages":1,"num_results":3,"page":1,"query":"nginx","results":[
+                    {"name":"nginx","description":"Official build of Nginx.","star_count":20913,"is_official":true,"is_automated":false},
+                    {"name":"bitnami/nginx","description":"Bitnami container image for NGINX, a web server with a description far longer than forty-five characters","star_count":201,"is_official":false,"is_automated":false},
+                    {"name":"someone/nginx-test","description":null,"star_count":0,"is_official":false}]}"#;
+                ("200 OK", body.to_string())
+            };
+            let _ = write!(
+                &stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tx.send(line);
+        }
+    });
+    let env = setup!(Env::empty());
+    let config = env.home().join(".config/burrow");
+    env.host(
+        "sh",
+        [
+            "-c",
+            &format!(
+                "mkdir -p '{0}' && echo 'hub_search_url = \"http://127.0.0.1:{port}/v1/search\"' > '{0}/config.toml'",
+                config.display()
+            ),
+        ],
+    )
+    .success();
+
+    let table = env.ok(["search", "nginx"]);
+    let request = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        request.starts_with("GET /v1/search?")
+            && request.contains("q=nginx")
+            && request.contains("n=25"),
+        "{request}"
+    );
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    for column in ["NAME", "DESCRIPTION", "STARS", "OFFICIAL"] {
+        assert!(lines[0].contains(column), "{table}");
+    }
+    assert!(
+        lines[1].starts_with("nginx ") && lines[1].contains("20913") && lines[1].contains("[OK]")
+    );
+    assert!(lines[2].starts_with("bitnami/nginx ") && !lines[2].contains("[OK]"));
+
+    let json = env.ok(["search", "--format", "json", "--limit", "2", "nginx"]);
+    let request = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(request.contains("n=2"), "{request}");
+    let rows: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{json}");
+    assert_eq!(rows[0]["Name"], "nginx");
+    assert_eq!(rows[0]["StarCount"], "20913");
+    assert_eq!(rows[0]["IsOfficial"], "true");
+    assert_eq!(
+        rows[1]["Description"].as_str().unwrap().len(),
+        104,
+        "--format json does not truncate"
+    );
+
+    let filtered = env.ok([
+        "search",
+        "--filter",
+        "stars=100",
+        "--filter",
+        "is-official=false",
+        "nginx",
+    ]);
+    assert_eq!(filtered.lines().count(), 2, "{filtered}");
+    assert!(filtered.contains("bitnami/nginx"), "{filtered}");
+
+    let out = env.burrow(["search", "broken"]).burrow_error();
+    assert!(
+        out.stderr.contains("search API") && out.stderr.contains("503"),
+        "{}",
+        out.describe()
+    );
+    let out = env
+        .burrow(["search", "--filter", "stars=lots", "nginx"])
+        .burrow_error();
+    assert!(
+        out.stderr.contains("stars must be a number"),
+        "{}",
+        out.describe()
+    );
+}
