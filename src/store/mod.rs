@@ -43,6 +43,7 @@ mod stream;
 mod sys;
 #[cfg(test)]
 mod testutil;
+mod unpack;
 
 use std::collections::HashSet;
 use std::fs;
