@@ -373,3 +373,216 @@ fn one_line(e: io::Error) -> io::Error {
         .collect();
     io::Error::new(e.kind(), format!("{short}…"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::layer::recorded_owner;
+    use crate::store::testutil::{add_file, tarball};
+    use std::fs;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    fn add(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, link: Option<&str>) {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_mtime(3_000);
+        h.set_entry_type(kind);
+        if let Some(link) = link {
+            h.set_link_name(link).unwrap();
+        }
+        b.append_data(&mut h, path, io::empty()).unwrap();
+    }
+
+    fn owned(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, ids: (u64, u64)) {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_mode(if kind.is_dir() { 0o2750 } else { 0o4711 });
+        h.set_uid(ids.0);
+        h.set_gid(ids.1);
+        h.set_mtime(5);
+        h.set_entry_type(kind);
+        b.append_data(&mut h, path, io::empty()).unwrap();
+    }
+
+    /// A raw GNU header whose name and link name are written as they are,
+    /// bypassing the tar crate's own checks.
+    fn add_raw(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, link: &str) {
+        let mut h = tar::Header::new_gnu();
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.name[..path.len()].copy_from_slice(path.as_bytes());
+        gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_entry_type(kind);
+        h.set_cksum();
+        b.append(&h, io::empty()).unwrap();
+    }
+
+    fn run(tar: &[u8], dest: &Path, owners: Owners) -> Result<Stats, LayerError> {
+        unpack_tar(tar, dest, owners)
+    }
+
+    #[test]
+    fn whiteouts_stay_plain_files_and_hard_links_share_the_inode() {
+        let tar = tarball(|b| {
+            add(b, "etc/", tar::EntryType::Directory, None);
+            add_file(b, "etc/.wh.gone", b"", 0o644);
+            add_file(b, "etc/.wh..wh..opq", b"", 0o644);
+            add_file(b, "usr/bin/perl", b"perl", 0o755);
+            add(
+                b,
+                "usr/bin/perl5",
+                tar::EntryType::Link,
+                Some("usr/bin/perl"),
+            );
+            // An absolute target is inside the tree too.
+            add(
+                b,
+                "usr/bin/perl6",
+                tar::EntryType::Link,
+                Some("/usr/bin/perl"),
+            );
+            add(b, "fifo", tar::EntryType::Fifo, None);
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let stats = run(&tar, dir.path(), Owners::Drop).unwrap();
+        assert_eq!(stats.entries, 7);
+        assert_eq!(stats.size, 4);
+        let root = dir.path();
+        assert!(root.join("etc/.wh.gone").is_file());
+        assert!(root.join("etc/.wh..wh..opq").is_file());
+        let perl = fs::metadata(root.join("usr/bin/perl")).unwrap();
+        assert_eq!(perl.nlink(), 3);
+        assert_eq!(perl.mtime(), 1_000_000);
+        assert_eq!(perl.mode() & 0o7777, 0o755);
+        let five = fs::metadata(root.join("usr/bin/perl5")).unwrap();
+        assert_eq!(five.ino(), perl.ino());
+        // Implicit parents are made like `mkdir -p`.
+        assert!(root.join("usr/bin").is_dir());
+        assert!(
+            fs::symlink_metadata(root.join("fifo"))
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+    }
+
+    #[test]
+    fn refuses_escapes_by_name_link_or_symlinked_parent() {
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"s").unwrap();
+        let target = outside.path().to_str().unwrap().to_string();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "a/../../x",
+                tarball(|b| add_raw(b, "a/../../x", tar::EntryType::Regular, "")),
+            ),
+            (
+                "link",
+                tarball(|b| add_raw(b, "link", tar::EntryType::Link, "../../secret")),
+            ),
+            (
+                "evil/owned",
+                tarball(|b| {
+                    add(b, "evil", tar::EntryType::Symlink, Some(&target));
+                    add_file(b, "evil/owned", b"x", 0o644);
+                }),
+            ),
+            (
+                "up/owned",
+                tarball(|b| {
+                    add(b, "up", tar::EntryType::Symlink, Some("../.."));
+                    add(b, "up/owned", tar::EntryType::Directory, None);
+                }),
+            ),
+            (
+                "hard",
+                tarball(|b| {
+                    add(b, "evil", tar::EntryType::Symlink, Some(&target));
+                    add(b, "hard", tar::EntryType::Link, Some("evil/secret"));
+                }),
+            ),
+        ];
+        for (name, tar) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let err = run(&tar, dir.path(), Owners::Drop).err();
+            assert!(
+                matches!(err, Some(LayerError::PathEscape(ref p)) if p == name),
+                "{name}: {err:?}"
+            );
+            assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones() {
+        let tar = tarball(|b| {
+            add_file(b, "f", b"first", 0o644);
+            add_file(b, "f", b"second", 0o600);
+            add(b, "l", tar::EntryType::Symlink, Some("f"));
+            add(b, "l", tar::EntryType::Symlink, Some("g"));
+            add(b, "d/", tar::EntryType::Directory, None);
+            add(b, "d/", tar::EntryType::Directory, None);
+        });
+        let dir = tempfile::tempdir().unwrap();
+        run(&tar, dir.path(), Owners::Drop).unwrap();
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"second");
+        let f = fs::metadata(dir.path().join("f")).unwrap();
+        assert_eq!(f.mode() & 0o777, 0o600);
+        assert_eq!(fs::read_link(dir.path().join("l")).unwrap(), Path::new("g"));
+        let d = fs::metadata(dir.path().join("d")).unwrap();
+        assert_eq!(d.mode() & 0o777, 0o755);
+    }
+
+    #[test]
+    fn recorded_owners_go_in_xattrs_except_on_symlinks() {
+        let tar = tarball(|b| {
+            owned(b, "dir/", tar::EntryType::Directory, (0, 50));
+            owned(b, "dir/tool", tar::EntryType::Regular, (1000, 1001));
+            owned(b, "root-owned", tar::EntryType::Regular, (0, 0));
+            add(b, "link", tar::EntryType::Symlink, Some("dir/tool"));
+        });
+        let dir = tempfile::tempdir().unwrap();
+        run(&tar, dir.path(), Owners::Record).unwrap();
+        let root = dir.path();
+        if xattr::get(root.join("dir/tool"), OWNER_XATTR).is_err() {
+            eprintln!("skipped: {} has no user xattrs", root.display());
+            return;
+        }
+        assert_eq!(
+            recorded_owner(&root.join("dir/tool")),
+            Some((1000, 1001, 0o4711))
+        );
+        assert_eq!(recorded_owner(&root.join("dir")), Some((0, 50, 0o2750)));
+        assert_eq!(recorded_owner(&root.join("root-owned")), None);
+        let tool = fs::metadata(root.join("dir/tool")).unwrap();
+        assert_eq!(tool.mode() & 0o7777, 0o4711);
+        assert_eq!(tool.mtime(), 5);
+    }
+
+    #[test]
+    fn kept_owners_are_chowned_and_keep_setuid() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: chown needs root (the helper is root of a user namespace)");
+            return;
+        }
+        let tar = tarball(|b| {
+            owned(b, "dir/", tar::EntryType::Directory, (7, 8));
+            owned(b, "dir/tool", tar::EntryType::Regular, (1000, 1001));
+            owned(b, "dir/fifo", tar::EntryType::Fifo, (3, 4));
+            add(b, "dir/link", tar::EntryType::Symlink, Some("tool"));
+        });
+        let dir = tempfile::tempdir().unwrap();
+        run(&tar, dir.path(), Owners::Keep).unwrap();
+        let root = dir.path();
+        let ids = |p: &str| {
+            let m = fs::symlink_metadata(root.join(p)).unwrap();
+            (m.uid(), m.gid(), m.mode() & 0o7777)
+        };
+        assert_eq!(ids("dir"), (7, 8, 0o2750));
+        assert_eq!(ids("dir/tool"), (1000, 1001, 0o4711));
+        assert_eq!(ids("dir/fifo"), (3, 4, 0o4711));
+        assert_eq!(ids("dir/link").0, 0);
+    }
+}
