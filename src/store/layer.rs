@@ -309,29 +309,31 @@ pub fn helper_unpack(dest: &Path) -> i32 {
 
 /// Unpacks with `owners` deciding what becomes of the recorded owners.
 ///
-/// Two threads: this one decompresses and hashes (the diff_id), another
-/// makes the files, so one layer keeps two cores busy. The stream is hashed
-/// to its end, past the end-of-archive marker: the diff_id covers it all.
+/// Three threads, so one layer can keep two cores busy: this one
+/// decompresses, another makes the files, a third hashes the tar stream
+/// (the diff_id) behind it. The stream is hashed to its end, past the
+/// end-of-archive marker: the diff_id covers it all.
 pub fn unpack_owned(input: impl Read, dest: &Path, owners: Owners) -> Result<Unpacked, LayerError> {
     let tar = decompress(input)?;
     let (tx, mut reader) = stream::channel();
-    let (stats, decoded) = std::thread::scope(|s| {
+    let (stats, (_, decoded), diff_id) = std::thread::scope(|s| {
+        let hasher = stream::spawn_hasher(s, &mut reader);
         let unpacker = s.spawn(move || {
             let stats = unpack::unpack_tar(&mut reader, dest, owners)?;
-            // Take the rest, so the pump reads (and hashes) to the end.
+            // Take the rest, so the pump reads (and the hasher sees) it all.
             io::copy(&mut reader, &mut io::sink()).map_err(LayerError::Read)?;
             Ok(stats)
         });
         let decoded = stream::pump(tar, None, tx, stream::Drain::Stop);
-        let stats = unpacker
-            .join()
-            .unwrap_or_else(|_| Err(LayerError::Helper("the unpack thread panicked".into())));
-        (stats, decoded)
+        let panicked = |what: &str| LayerError::Helper(format!("the {what} thread panicked"));
+        let stats = unpacker.join().unwrap_or_else(|_| Err(panicked("unpack")));
+        let diff_id = hasher.join().map_err(|_| panicked("hash"));
+        (stats, decoded, diff_id)
     });
     let stats = stats?;
-    decoded.result.map_err(LayerError::Read)?;
+    decoded.map_err(LayerError::Read)?;
     Ok(Unpacked {
-        diff_id: decoded.digest,
+        diff_id: diff_id?,
         size: stats.size,
         skipped_devices: stats.skipped_devices,
         newest_mtime: stats.newest_mtime,

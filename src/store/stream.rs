@@ -54,7 +54,7 @@ pub fn channel() -> (ChunkSender, ChunkReader) {
         },
         ChunkReader {
             rx,
-            give_back,
+            done: Done::GiveBack(give_back),
             chunk: Vec::new(),
             pos: 0,
         },
@@ -71,16 +71,16 @@ pub enum Drain {
 }
 
 /// Reads `input` to its end (or, with [`Drain::Stop`], until the reader is
-/// dropped), hashing every byte, writing a copy to `copy` if given, and
-/// sending the bytes on `to`. A read error is sent on as well, so the
-/// consumer fails instead of taking a short stream for a whole one.
+/// dropped), writing a copy to `copy` if given and sending the bytes on
+/// `to`. A read error is sent on as well, so the consumer fails instead of
+/// taking a short stream for a whole one. Returns the bytes read and
+/// whether reading or copying failed.
 pub fn pump(
     mut input: impl Read,
     copy: Option<&File>,
     mut to: ChunkSender,
     drain: Drain,
-) -> Fetched {
-    let mut hasher = Hasher::new();
+) -> (u64, io::Result<()>) {
     let mut size = 0;
     let mut out = copy.map(|f| BufWriter::with_capacity(CHUNK, f));
     let result = loop {
@@ -94,7 +94,6 @@ pub fn pump(
             }
         };
         chunk.truncate(n);
-        hasher.update(&chunk);
         size += n as u64;
         if let Some(Err(e)) = out.as_mut().map(|o| o.write_all(&chunk)) {
             break Err(e);
@@ -103,11 +102,7 @@ pub fn pump(
             break Ok(());
         }
     };
-    Fetched {
-        digest: Digest::from_hasher(hasher),
-        size,
-        result,
-    }
+    (size, result)
 }
 
 impl ChunkSender {
@@ -151,38 +146,101 @@ fn fill(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Starts reading `input` on a thread of `scope`, copying it to `copy`;
-/// returns the reader the unpacker consumes and the thread to join.
+/// Starts reading `input` on a thread of `scope`, hashing it and copying
+/// it to `copy`; returns the reader the unpacker consumes and the thread
+/// to join.
 pub fn spawn_fetch<'scope, 'env, R: Read + Send + 'scope>(
     scope: &'scope Scope<'scope, 'env>,
     input: R,
     copy: &'scope File,
 ) -> (ChunkReader, ScopedJoinHandle<'scope, Fetched>) {
     let (tx, reader) = channel();
-    let fetcher = scope.spawn(move || pump(input, Some(copy), tx, Drain::ToEnd));
+    let fetcher = scope.spawn(move || {
+        let mut input = HashingReader {
+            inner: input,
+            hasher: Hasher::new(),
+        };
+        let (size, result) = pump(&mut input, Some(copy), tx, Drain::ToEnd);
+        Fetched {
+            digest: Digest::from_hasher(input.hasher),
+            size,
+            result,
+        }
+    });
     (reader, fetcher)
+}
+
+/// Hashes, on a thread of `scope`, every chunk `reader` is done with, in
+/// order, then gives it back to the pump: the hash of a stream then costs
+/// its consumer nothing. The thread ends when the reader is dropped.
+pub fn spawn_hasher<'scope, 'env>(
+    scope: &'scope Scope<'scope, 'env>,
+    reader: &mut ChunkReader,
+) -> ScopedJoinHandle<'scope, Digest> {
+    let (tx, rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+    let give_back = std::mem::replace(&mut reader.done, Done::Hash(tx));
+    scope.spawn(move || {
+        let mut hasher = Hasher::new();
+        for chunk in rx {
+            hasher.update(&chunk);
+            if let Done::GiveBack(back) = &give_back {
+                let _ = back.send(chunk);
+            }
+        }
+        Digest::from_hasher(hasher)
+    })
+}
+
+/// Passes bytes through while hashing them.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Where the reader puts a chunk it is done with.
+enum Done {
+    /// Back to the pump, to be filled again.
+    GiveBack(Sender<Vec<u8>>),
+    /// To a hasher thread, which gives it back after.
+    Hash(SyncSender<Vec<u8>>),
 }
 
 /// The consuming end: the pumped bytes in order, then end of file (or the
 /// pump's read error).
 pub struct ChunkReader {
     rx: Receiver<io::Result<Vec<u8>>>,
-    give_back: Sender<Vec<u8>>,
+    done: Done,
     chunk: Vec<u8>,
     pos: usize,
+}
+
+impl ChunkReader {
+    /// Hands the current chunk on, once read to its end.
+    fn done_with_chunk(&mut self) {
+        let used = std::mem::take(&mut self.chunk);
+        self.pos = 0;
+        // The pump or the hasher may be gone: the chunk is then freed.
+        let _ = match &self.done {
+            Done::GiveBack(back) => back.send(used).is_ok(),
+            Done::Hash(hasher) => hasher.send(used).is_ok(),
+        };
+    }
 }
 
 impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.chunk.len() {
+            self.done_with_chunk();
             match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    let used = std::mem::replace(&mut self.chunk, chunk);
-                    // The pump may be gone (it reached the end): then the
-                    // chunk is simply freed.
-                    let _ = self.give_back.send(used);
-                    self.pos = 0;
-                }
+                Ok(Ok(chunk)) => self.chunk = chunk,
                 Ok(Err(e)) => return Err(e),
                 // The pump finished: end of the stream.
                 Err(_) => return Ok(0),
@@ -233,5 +291,25 @@ mod tests {
         assert_eq!(got.len(), 10);
         assert_eq!(kept.len(), data.len());
         assert_eq!(fetched.digest, Digest::of(&data));
+    }
+
+    #[test]
+    fn the_hasher_sees_every_chunk_the_reader_took() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+        let (tx, mut reader) = channel();
+        let (got, digest, (size, result)) = std::thread::scope(|s| {
+            let hasher = spawn_hasher(s, &mut reader);
+            let consumer = s.spawn(move || {
+                let mut got = Vec::new();
+                reader.read_to_end(&mut got).unwrap();
+                got
+            });
+            let pumped = pump(&data[..], None, tx, Drain::Stop);
+            (consumer.join().unwrap(), hasher.join().unwrap(), pumped)
+        });
+        assert_eq!(got, data);
+        assert_eq!(digest, Digest::of(&data));
+        assert_eq!(size, data.len() as u64);
+        assert!(result.is_ok());
     }
 }

@@ -260,7 +260,7 @@ impl Tree {
     /// Opens the directory at `path` inside the tree; never leaves it.
     fn open_beneath(&self, path: &[u8], flags: OFlag) -> io::Result<OwnedFd> {
         if path.is_empty() {
-            return Ok(self.root.try_clone()?);
+            return self.root.try_clone();
         }
         let how = OpenHow::new()
             .flags(flags | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
