@@ -1,9 +1,11 @@
 //! Layers: a tarball in, an unpacked folder and its diff_id out.
 //!
 //! The tarball may be plain, gzip or zstd; the magic bytes decide. The
-//! *uncompressed* stream runs through sha256 while the tar crate unpacks it, so
-//! the diff_id costs no second pass; bytes after the end-of-archive marker are
-//! hashed too, because the diff_id covers the whole stream.
+//! *uncompressed* stream is hashed while [`super::unpack`] makes the files,
+//! so the diff_id costs no second pass; bytes after the end-of-archive
+//! marker are hashed too, because the diff_id covers the whole stream.
+//! Decompression, unpacking and hashing each run on a thread of their own
+//! ([`unpack_owned`]).
 //!
 //! Owners, by [`Ownership`] (set once per process by the CLI): with a
 //! subordinate id range, the unpack runs in a helper process that is root of
@@ -12,11 +14,8 @@
 //! with only one id, owners are recorded in a `user.burrow.owner` xattr
 //! (`uid:gid:mode`) for the overlay to present; by default (library tests)
 //! they are dropped ([`super::pack`] reads the owners back the same ways).
-//! Modes and mtimes are always kept. Device nodes are skipped and counted, since `mknod` needs
-//! privilege. Paths with `..` are refused; a leading `/` is dropped, so an
-//! absolute entry lands inside the layer; the tar crate refuses an entry whose
-//! parent resolves, through a symlink, outside the layer. Whiteouts (`.wh.*`)
-//! stay plain files: the overlay interprets them.
+//! What becomes of each kind of entry, and how paths are kept inside the
+//! layer, is [`super::unpack`]'s to say.
 
 use std::fs;
 use std::io::{self, Cursor, Read};

@@ -190,7 +190,8 @@ impl Tree {
         let how = OpenHow::new()
             .flags(flags | OFlag::O_CLOEXEC)
             .resolve(beneath());
-        Ok(File::from(openat2(&self.root, path.as_os_str(), how)?))
+        let fd = openat2(&self.root, path.as_os_str(), how).map_err(openat2_error)?;
+        Ok(File::from(fd))
     }
 
     /// The entry's path outside the tree, for the few calls with no `*at` form.
@@ -265,13 +266,25 @@ impl Tree {
         let how = OpenHow::new()
             .flags(flags | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
             .resolve(beneath());
-        Ok(openat2(&self.root, OsStr::from_bytes(path), how)?)
+        openat2(&self.root, OsStr::from_bytes(path), how).map_err(openat2_error)
     }
 }
 
 /// Stay below the starting directory; no `/proc` magic links either.
 fn beneath() -> ResolveFlag {
     ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS
+}
+
+/// Names the one likely cause of ENOSYS: a kernel older than 5.6 (or a
+/// seccomp filter that does not know the call).
+fn openat2_error(e: Errno) -> io::Error {
+    if e == Errno::ENOSYS {
+        let what =
+            "openat2 is not available (Linux 5.6 or later is needed to unpack layers safely)";
+        io::Error::new(io::ErrorKind::Unsupported, what)
+    } else {
+        e.into()
+    }
 }
 
 fn is_dir(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
