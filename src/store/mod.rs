@@ -18,14 +18,16 @@
 //! vanish in reverse). A crash leaves at most scratch folders, which the next
 //! [`Store::open`] removes, or an unreferenced layer or blob.
 //!
-//! Submodules: [`layer`] unpacks tarballs, [`distribution`] keeps what pulls and
+//! Submodules: [`layer`] turns tarballs into layers (decompression, the
+//! diff_id, the unpack helper), [`unpack`] makes a tar stream's files beneath
+//! the layer folder by directory fd, [`distribution`] keeps what pulls and
 //! pushes need (compressed blobs, manifests, repository digests; `registry.json`),
 //! [`pack`] turns a layer folder back into a tarball (with the owners the layer
 //! was unpacked with), [`archive`] saves and loads
 //! docker-archive and oci-archive tarballs, [`index`] keeps tags and metadata,
 //! [`import`] builds configs, [`remove`] decides what `rmi` may do, [`prune`]
-//! what `image prune` removes, [`stream`] reads a layer download on a thread
-//! of its own, [`sys`] wraps `lsetxattr` and `syncfs`, [`lock`] and
+//! what `image prune` removes, [`stream`] hands a layer's bytes between the
+//! threads that download, decompress, hash and unpack it, [`sys`] wraps `lsetxattr` and `syncfs`, [`lock`] and
 //! [`scratch`] are the concurrency and atomicity plumbing.
 
 mod archive;
@@ -43,6 +45,7 @@ mod stream;
 mod sys;
 #[cfg(test)]
 mod testutil;
+mod unpack;
 
 use std::collections::HashSet;
 use std::fs;
