@@ -48,7 +48,7 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::engine::{Caller, Overlay, SetTime};
+use super::engine::{Caller, OpenDir, Overlay, SetTime};
 use super::layers::{UPPER, child};
 use super::sys;
 
@@ -87,6 +87,8 @@ thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// This worker thread's last backing file for reading and for writing.
     static BACKING: RefCell<[Option<Cached>; 2]> = const { RefCell::new([None, None]) };
+    /// The folder this worker thread last opened a file for reading in.
+    static LAST_DIR: RefCell<Option<OpenDir>> = const { RefCell::new(None) };
 }
 
 impl OverlayFs {
@@ -109,7 +111,7 @@ impl OverlayFs {
             .inodes
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .lookup(rel, None);
+            .lookup(rel, None, None);
         reply.entry(&TTL, &attr(ino, meta), Generation(0));
     }
 
@@ -131,7 +133,11 @@ impl OverlayFs {
             {
                 return Ok(c.file.clone());
             }
-            let file = self.ov.open_backing(ino, write)?;
+            let file = if write {
+                self.ov.open_backing(ino, true)?
+            } else {
+                LAST_DIR.with_borrow_mut(|dir| self.ov.open_for_read(ino, dir))?
+            };
             *slot = Some(Cached {
                 ino,
                 epoch,
