@@ -29,8 +29,8 @@
 #
 # Fairness: every timed run starts after a `sync` (outside the timing), so
 # no row pays for the writeback of the one before; the drivers' order
-# rotates from one repetition to the next, so none is always first after
-# the lower layer was made, or always last.
+# rotates from one repetition to the next, and reverses every other one, so
+# no driver always comes first, or always after the same other driver.
 #
 # Environment: REPS (5), FILES (10000), MIB (1024), DRIVERS ("plain burrow
 # fuse-overlayfs kernel podman"), WORKLOADS ("create stat write read reread
@@ -216,7 +216,11 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for w in $WORKLOADS; do
     for ((r = 0; r < REPS; r++)); do
         for ((k = 0; k < ${#drivers[@]}; k++)); do
-            d=${drivers[(k + r) % ${#drivers[@]}]}
+            # Rotated, and reversed every other repetition, so that the
+            # driver run just before each one changes too.
+            i=$(((k + r) % ${#drivers[@]}))
+            ((r % 2 == 0)) || i=$((${#drivers[@]} - 1 - i))
+            d=${drivers[i]}
             mount_driver "$d"
             # Outside the timing: no run pays for an earlier one's writeback.
             sync
