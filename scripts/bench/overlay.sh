@@ -27,14 +27,17 @@
 # mountinfo: userxattr,volatile; the same code path, so the two rows should
 # differ by noise only).
 #
-# Fairness: every timed run starts after a `sync` (outside the timing), so
-# no row pays for the writeback of the one before; the drivers' order
-# rotates from one repetition to the next, and reverses every other one, so
-# no driver always comes first, or always after the same other driver.
+# Fairness: every timed run starts after a `sync` and $SETTLE seconds of
+# rest (outside the timing), so no run pays for the writeback or the
+# clean-up of the one before (without the rest, the kernel overlay's 1 GiB
+# write took 0.74-1.06 s right after fuse-overlayfs's and 0.42-0.71 s
+# otherwise); the drivers' order rotates from one repetition to the next,
+# and reverses every other one, so no driver always comes first, or always
+# after the same other driver.
 #
 # Environment: REPS (5), FILES (10000), MIB (1024), DRIVERS ("plain burrow
 # fuse-overlayfs kernel podman"), WORKLOADS ("create stat write read reread
-# copyup", or a subset), BENCH_DIR (where to work, default
+# copyup", or a subset), SETTLE (3), BENCH_DIR (where to work, default
 # /var/tmp/burrow-bench). As root, it makes BENCH_DIR a fresh ext4 on a loop
 # device (scripts/bench/scratch-fs.sh; SCRATCH=0 to use the host's disk as
 # it is), removed on exit, and re-runs itself there as $BENCH_USER
@@ -46,6 +49,7 @@ FILES=${FILES:-10000}
 MIB=${MIB:-1024}
 DRIVERS=${DRIVERS:-"plain burrow fuse-overlayfs kernel podman"}
 WORKLOADS=${WORKLOADS:-"create stat write read reread copyup"}
+SETTLE=${SETTLE:-3}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/burrow-bench}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 BURROW=${1:-${BURROW:-$here/target/release/burrow}}
@@ -65,7 +69,7 @@ if [[ $(id -u) == 0 ]]; then
         work=$scratch/bench
     fi
     runuser -u "$user" -- env REPS="$REPS" FILES="$FILES" MIB="$MIB" DRIVERS="$DRIVERS" WORKLOADS="$WORKLOADS" \
-        BENCH_DIR="$work" bash /var/tmp/burrow-bench.sh "$copy"
+        SETTLE="$SETTLE" BENCH_DIR="$work" bash /var/tmp/burrow-bench.sh "$copy"
     exit
 fi
 [[ -x $BURROW ]] || { echo "overlay.sh: no burrow binary at $BURROW (cargo build --release)" >&2; exit 1; }
@@ -224,6 +228,7 @@ for w in $WORKLOADS; do
             mount_driver "$d"
             # Outside the timing: no run pays for an earlier one's writeback.
             sync
+            sleep "$SETTLE"
             times[$w,$d]+="$(run_in "$d" "$(workload "$w")") "
             cpus[$w,$d]+="$(server_cpu "$d") "
             kib=$(peak_rss "$d")
