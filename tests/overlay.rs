@@ -325,6 +325,11 @@ fn mmap_writes() {
 }
 
 #[test]
+fn reads_at_odd_offsets_and_sizes_across_the_end() {
+    overlay_case("reads");
+}
+
+#[test]
 fn concurrent_writers_and_readers() {
     overlay_case("concurrent");
 }

@@ -27,11 +27,21 @@
 # mountinfo: userxattr,volatile; the same code path, so the two rows should
 # differ by noise only).
 #
+# Fairness: every timed run starts after a `sync` and $SETTLE seconds of
+# rest (outside the timing), so no run pays for the writeback or the
+# clean-up of the one before (without the rest, the kernel overlay's 1 GiB
+# write took 0.74-1.06 s right after fuse-overlayfs's and 0.42-0.71 s
+# otherwise); the drivers' order rotates from one repetition to the next,
+# and reverses every other one, so no driver always comes first, or always
+# after the same other driver.
+#
 # Environment: REPS (5), FILES (10000), MIB (1024), DRIVERS ("plain burrow
 # fuse-overlayfs kernel podman"), WORKLOADS ("create stat write read reread
-# copyup", or a subset), BENCH_DIR (a folder on the disk to
-# measure, default /var/tmp/burrow-bench). As root, it re-runs itself as
-# $BENCH_USER (burrow-test).
+# copyup", or a subset), SETTLE (3), BENCH_DIR (where to work, default
+# /var/tmp/burrow-bench). As root, it makes BENCH_DIR a fresh ext4 on a loop
+# device (scripts/bench/scratch-fs.sh; SCRATCH=0 to use the host's disk as
+# it is), removed on exit, and re-runs itself there as $BENCH_USER
+# (burrow-test).
 set -euo pipefail
 
 REPS=${REPS:-5}
@@ -39,6 +49,7 @@ FILES=${FILES:-10000}
 MIB=${MIB:-1024}
 DRIVERS=${DRIVERS:-"plain burrow fuse-overlayfs kernel podman"}
 WORKLOADS=${WORKLOADS:-"create stat write read reread copyup"}
+SETTLE=${SETTLE:-3}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/burrow-bench}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 BURROW=${1:-${BURROW:-$here/target/release/burrow}}
@@ -48,8 +59,18 @@ if [[ $(id -u) == 0 ]]; then
     copy=/var/tmp/burrow-bench-bin
     install -m 0755 "$BURROW" "$copy"
     install -m 0755 "$0" /var/tmp/burrow-bench.sh
-    exec runuser -u "$user" -- env REPS="$REPS" FILES="$FILES" MIB="$MIB" DRIVERS="$DRIVERS" WORKLOADS="$WORKLOADS" \
-        BENCH_DIR="$BENCH_DIR-$user" bash /var/tmp/burrow-bench.sh "$copy"
+    work=$BENCH_DIR-$user
+    if [[ ${SCRATCH:-1} != 0 ]]; then
+        . "$here/scripts/bench/scratch-fs.sh"
+        scratch=$work
+        trap 'scratch_fs_remove "$scratch"' EXIT
+        # The lower layer, a copy of it (plain), an upper written twice.
+        scratch_fs_mount "$scratch" "$((4 * MIB + 2048))M" "$user"
+        work=$scratch/bench
+    fi
+    runuser -u "$user" -- env REPS="$REPS" FILES="$FILES" MIB="$MIB" DRIVERS="$DRIVERS" WORKLOADS="$WORKLOADS" \
+        SETTLE="$SETTLE" BENCH_DIR="$work" bash /var/tmp/burrow-bench.sh "$copy"
+    exit
 fi
 [[ -x $BURROW ]] || { echo "overlay.sh: no burrow binary at $BURROW (cargo build --release)" >&2; exit 1; }
 
@@ -181,12 +202,33 @@ if ! command -v fuse-overlayfs >/dev/null; then
     log "fuse-overlayfs is missing (apt-get install fuse-overlayfs): no ratios"
     DRIVERS=${DRIVERS//fuse-overlayfs/}
 fi
+# The kernel rows' mount options as the kernel shows them, to compare.
+mount_options() {
+    local opts="lowerdir=$B/lower,upperdir=$B/upper,workdir=$B/work"
+    mount_driver "$1"
+    run_in "$1" "awk -v m=$B/mnt '\$5 == m {print \$6, \$NF}' /proc/self/mountinfo" |
+        sed "s|$opts|lowerdir=.. upperdir=.. workdir=..|; s|^|$1 mount: |" >&2
+}
+for d in $DRIVERS; do
+    case $d in kernel | podman) mount_options "$d" ;; esac
+done
+log "workspace: $(findmnt -n -o SOURCE,FSTYPE,OPTIONS --target "$B")"
+
+read -ra drivers <<<"$DRIVERS"
 declare -A result times rss cpu cpus
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for w in $WORKLOADS; do
-    for _ in $(seq "$REPS"); do
-        for d in $DRIVERS; do
+    for ((r = 0; r < REPS; r++)); do
+        for ((k = 0; k < ${#drivers[@]}; k++)); do
+            # Rotated, and reversed every other repetition, so that the
+            # driver run just before each one changes too.
+            i=$(((k + r) % ${#drivers[@]}))
+            ((r % 2 == 0)) || i=$((${#drivers[@]} - 1 - i))
+            d=${drivers[i]}
             mount_driver "$d"
+            # Outside the timing: no run pays for an earlier one's writeback.
+            sync
+            sleep "$SETTLE"
             times[$w,$d]+="$(run_in "$d" "$(workload "$w")") "
             cpus[$w,$d]+="$(server_cpu "$d") "
             kib=$(peak_rss "$d")

@@ -23,17 +23,18 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use nix::fcntl::AT_FDCWD;
+use nix::fcntl::{AT_FDCWD, OFlag, openat};
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
 use nix::sys::time::TimeSpec;
 
 use super::copyup::{self, chown_if_permitted, remove_marker, write_marker};
-use super::inodes::{Inodes, Key};
+use super::inodes::{Inodes, Key, Seen};
 use super::layers::{Found, Layers, UPPER, child};
 use super::owners;
 use super::sys;
@@ -246,8 +247,11 @@ impl Overlay {
     /// copied up through another name is linked to that copy now.
     pub fn lookup(&self, parent: &Path, name: &OsStr) -> io::Result<(u64, Metadata)> {
         let rel = child(parent, name);
+        // Read before looking: a change racing with the lookup then leaves
+        // the recorded layer stale, never a stale layer marked current.
+        let epoch = self.backing_epoch();
         let found = self.find(&rel)?;
-        let ino = self.remember(&rel, &found);
+        let ino = self.remember(&rel, &found, epoch);
         if found.layer != UPPER && link_key(&found.meta).is_some() {
             let primary = self.path_of(ino)?;
             let copied = fs::symlink_metadata(self.layers.real(UPPER, &primary)).is_ok();
@@ -259,10 +263,15 @@ impl Overlay {
         Ok((ino, found.meta))
     }
 
-    /// The node for a found `rel`, taking a kernel reference.
-    pub fn remember(&self, rel: &Path, found: &Found) -> u64 {
+    /// The node for a found `rel`, taking a kernel reference; records the
+    /// layer it was found in at backing epoch `epoch`.
+    fn remember(&self, rel: &Path, found: &Found, epoch: u64) -> u64 {
         let key = link_key(&found.meta);
-        self.inodes_write().lookup(rel, key)
+        let seen = Seen {
+            layer: found.layer,
+            epoch,
+        };
+        self.inodes_write().lookup(rel, key, Some(seen))
     }
 
     /// Makes sure `rel` exists in the upper dir, copying it (and its
@@ -518,6 +527,8 @@ impl Overlay {
         self.whiteout_if_visible(&rel)?;
         self.folders_changed();
         self.inodes_write().remove(&rel);
+        // Serving threads may hold the folder open (see `OpenDir`).
+        self.backing_changed();
         Ok(())
     }
 
@@ -631,6 +642,36 @@ impl Overlay {
         Ok(Arc::new(open_granted(&path, write, upper)?))
     }
 
+    /// Opens node `ino`'s backing file for reading. A node that a lookup
+    /// located (a file `find` or `ls` listed) opens with one `openat` in
+    /// its folder, which `dir` keeps open from the last call when it is the
+    /// same folder (files are mostly read a folder at a time): the kernel
+    /// then walks one name instead of the whole path.
+    pub fn open_for_read(&self, ino: u64, dir: &mut Option<OpenDir>) -> io::Result<Arc<File>> {
+        if let Some(file) = self.open_located(ino, dir) {
+            return Ok(Arc::new(file));
+        }
+        // Not located, or it failed (a race with a change, a permission to
+        // lend in the upper dir): the search answers for sure.
+        self.open_backing(ino, false)
+    }
+
+    fn open_located(&self, ino: u64, dir: &mut Option<OpenDir>) -> Option<File> {
+        let epoch = self.backing_epoch();
+        let inodes = self.inodes_read();
+        let (rel, layer) = inodes.located(ino, epoch)?;
+        let (parent, name) = (rel.parent()?, rel.file_name()?);
+        let held = dir
+            .as_ref()
+            .is_some_and(|d| d.layer == layer && d.epoch == epoch && d.rel == parent);
+        if !held {
+            *dir = Some(OpenDir::open(&self.layers, layer, parent, epoch).ok()?);
+        }
+        let fd = dir.as_ref()?.fd.as_fd();
+        let fd = openat(fd, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
+        Some(File::from(fd))
+    }
+
     /// The metadata of node `ino`.
     pub fn stat(&self, ino: u64) -> io::Result<Metadata> {
         match self.path_of(ino) {
@@ -703,6 +744,30 @@ impl Overlay {
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> io::Result<()> {
         let upper = self.copy_up_node(ino, true)?;
         sys::lremovexattr(&upper, name)
+    }
+}
+
+/// A folder of one layer, held open (`O_PATH`) by a serving thread to open
+/// the files in it by name; valid for one backing epoch, as a rename or
+/// removal of the folder moves the epoch.
+#[derive(Debug)]
+pub struct OpenDir {
+    layer: usize,
+    rel: PathBuf,
+    epoch: u64,
+    fd: OwnedFd,
+}
+
+impl OpenDir {
+    fn open(layers: &Layers, layer: usize, rel: &Path, epoch: u64) -> io::Result<OpenDir> {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::open(&layers.real(layer, rel), flags, Mode::empty())?;
+        Ok(OpenDir {
+            layer,
+            rel: rel.to_path_buf(),
+            epoch,
+            fd,
+        })
     }
 }
 

@@ -24,10 +24,12 @@
 //! for writing, until the overlay's backing epoch says the node may have
 //! moved to another backing file. The kernel checks permissions and
 //! computes append offsets itself, so nothing of the caller's open is
-//! lost. Reads go from one `pread` into a per-thread buffer that is
-//! reused, so the read path allocates nothing per request. A listing is a
-//! snapshot taken at `opendir`, so a folder changing while it is read
-//! neither repeats nor skips names.
+//! lost. Small reads go from one `pread` into a per-thread buffer that is
+//! reused, so the read path allocates nothing per request; reads of
+//! [`MIN_SPLICE`] bytes or more are spliced from the backing file into
+//! `/dev/fuse` ([`super::splice`]), so the kernel copies each byte once.
+//! A listing is a snapshot taken at `opendir`, so a folder changing while
+//! it is read neither repeats nor skips names.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -38,7 +40,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -48,8 +50,9 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::engine::{Caller, Overlay, SetTime};
+use super::engine::{Caller, OpenDir, Overlay, SetTime};
 use super::layers::{UPPER, child};
+use super::splice::{MIN_SPLICE, Splicer};
 use super::sys;
 
 /// How long the kernel may trust an entry or attributes we sent: long,
@@ -80,6 +83,9 @@ pub struct OverlayFs {
     ov: Overlay,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirItem>>>>,
     next_fh: AtomicU64,
+    /// Large reads are answered by splice once the session's descriptor is
+    /// known (set after the mount, see [`OverlayFs::splice_slot`]).
+    splicer: Arc<OnceLock<Splicer>>,
 }
 
 thread_local! {
@@ -87,6 +93,8 @@ thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// This worker thread's last backing file for reading and for writing.
     static BACKING: RefCell<[Option<Cached>; 2]> = const { RefCell::new([None, None]) };
+    /// The folder this worker thread last opened a file for reading in.
+    static LAST_DIR: RefCell<Option<OpenDir>> = const { RefCell::new(None) };
 }
 
 impl OverlayFs {
@@ -95,7 +103,14 @@ impl OverlayFs {
             ov,
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            splicer: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Where the session's owner puts the [`Splicer`] once the session
+    /// exists (the file system is moved into the session before that).
+    pub fn splice_slot(&self) -> Arc<OnceLock<Splicer>> {
+        self.splicer.clone()
     }
 
     fn path(&self, ino: INodeNo) -> Result<std::path::PathBuf, Errno> {
@@ -109,7 +124,7 @@ impl OverlayFs {
             .inodes
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .lookup(rel, None);
+            .lookup(rel, None, None);
         reply.entry(&TTL, &attr(ino, meta), Generation(0));
     }
 
@@ -131,7 +146,11 @@ impl OverlayFs {
             {
                 return Ok(c.file.clone());
             }
-            let file = self.ov.open_backing(ino, write)?;
+            let file = if write {
+                self.ov.open_backing(ino, true)?
+            } else {
+                LAST_DIR.with_borrow_mut(|dir| self.ov.open_for_read(ino, dir))?
+            };
             *slot = Some(Cached {
                 ino,
                 epoch,
@@ -254,6 +273,17 @@ fn reply_xattr(size: u32, got: io::Result<usize>, buf: &[u8], reply: ReplyXattr)
         Ok(n) if size == 0 => reply.size(n as u32),
         Ok(n) => reply.data(&buf[..n]),
     }
+}
+
+/// Disposes of the reply to a request answered by splice. fuser offers no
+/// way to drop a reply silently: dropped, it answers EIO. The kernel
+/// refuses that second answer (ENOENT: request ids are never reused, and
+/// this one is no longer pending), so the reader sees only the spliced
+/// data; the refusal costs one small `writev`, against the copy of at
+/// least [`MIN_SPLICE`] bytes that the splice saved. (`mem::forget` would
+/// leak the session's descriptor instead: the reply holds a reference.)
+fn already_answered(reply: ReplyData) {
+    drop(reply);
 }
 
 macro_rules! tri {
@@ -479,7 +509,7 @@ impl Filesystem for OverlayFs {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -489,6 +519,12 @@ impl Filesystem for OverlayFs {
         reply: ReplyData,
     ) {
         let file = tri!(reply, self.backing(ino.0, false));
+        if size as usize >= MIN_SPLICE
+            && let Some(splicer) = self.splicer.get()
+            && let Ok(true) = splicer.reply(req.unique().0, &file, offset, size as usize)
+        {
+            return already_answered(reply);
+        }
         READ_BUF.with_borrow_mut(|buf| {
             let size = size as usize;
             if buf.len() < size {

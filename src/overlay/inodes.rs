@@ -11,8 +11,14 @@
 //! Hard links: files whose backing inode has more than one link are also
 //! indexed by that backing `(st_dev, st_ino)`, so every name of a link group
 //! met by a lookup is the same node, whichever layer the names live in.
+//!
+//! Where a node's data lives: a lookup records the layer it found the node
+//! in ([`Seen`]), with the overlay's backing epoch read before it looked, so
+//! a READ of that node opens the backing file straight away instead of
+//! searching the layers again, for as long as the epoch has not moved.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 
 /// The root folder's node id, fixed by FUSE.
@@ -20,6 +26,14 @@ pub const ROOT: u64 = 1;
 
 /// The identity of a backing file: `(st_dev, st_ino)`.
 pub type Key = (u64, u64);
+
+/// The layer a lookup found a node in, and the backing epoch read before
+/// it looked: true for as long as the epoch stays there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub layer: usize,
+    pub epoch: u64,
+}
 
 #[derive(Debug)]
 struct Node {
@@ -29,11 +43,40 @@ struct Node {
     lookups: u64,
     /// Backing identities indexed in `by_key` for this node.
     keys: Vec<Key>,
+    /// Where the last lookup found the node's data, if one did.
+    seen: Option<Seen>,
 }
+
+/// Hashes node ids, which this table hands out itself from a counter: a
+/// multiply spreads them well enough, and no caller can choose them to
+/// collide (unlike names, which keep std's keyed hash). SipHash showed in
+/// the profile of a READ per file.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: the high bits, which hashbrown uses for its
+        // control bytes, depend on every bit of the id.
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 #[derive(Debug)]
 pub struct Inodes {
-    nodes: HashMap<u64, Node>,
+    nodes: IdMap<Node>,
     by_path: HashMap<PathBuf, u64>,
     by_key: HashMap<Key, u64>,
     next: u64,
@@ -48,7 +91,7 @@ impl Default for Inodes {
 impl Inodes {
     pub fn new() -> Inodes {
         let mut t = Inodes {
-            nodes: HashMap::new(),
+            nodes: IdMap::default(),
             by_path: HashMap::new(),
             by_key: HashMap::new(),
             next: ROOT + 1,
@@ -59,6 +102,7 @@ impl Inodes {
                 paths: vec![PathBuf::new()],
                 lookups: 1,
                 keys: Vec::new(),
+                seen: None,
             },
         );
         t.by_path.insert(PathBuf::new(), ROOT);
@@ -68,6 +112,14 @@ impl Inodes {
     /// The path data of `ino` is reached through.
     pub fn path(&self, ino: u64) -> Option<PathBuf> {
         self.nodes.get(&ino).and_then(|n| n.paths.first().cloned())
+    }
+
+    /// The path of `ino` and the layer that held its data, if a lookup
+    /// recorded one at backing epoch `epoch` (the current one).
+    pub fn located(&self, ino: u64, epoch: u64) -> Option<(&Path, usize)> {
+        let n = self.nodes.get(&ino)?;
+        let seen = n.seen.filter(|s| s.epoch == epoch)?;
+        Some((n.paths.first()?, seen.layer))
     }
 
     /// Every known name of `ino`.
@@ -104,11 +156,16 @@ impl Inodes {
 
     /// The node of `path` after a successful lookup: takes a reference. A
     /// `link_key` (the backing identity of a file with several links) makes
-    /// all names of one link group the same node.
-    pub fn lookup(&mut self, path: &Path, link_key: Option<Key>) -> u64 {
+    /// all names of one link group the same node. `seen` is where the
+    /// lookup found it; it is kept only when `path` is the name the node's
+    /// data is reached through.
+    pub fn lookup(&mut self, path: &Path, link_key: Option<Key>, seen: Option<Seen>) -> u64 {
         let ino = self.get_or_insert(path, link_key);
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.lookups += 1;
+            if n.paths.first().is_some_and(|p| p == path) {
+                n.seen = seen;
+            }
         }
         ino
     }
@@ -136,6 +193,7 @@ impl Inodes {
                 paths: vec![path.to_path_buf()],
                 lookups: 0,
                 keys: Vec::new(),
+                seen: None,
             },
         );
         self.by_path.insert(path.to_path_buf(), ino);
@@ -192,6 +250,8 @@ impl Inodes {
         };
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.paths.retain(|q| q != path);
+            // The name data is reached through may have changed.
+            n.seen = None;
         }
         self.drop_if_unused(ino);
     }
@@ -223,6 +283,7 @@ impl Inodes {
                 new.join(rest)
             };
             if let Some(n) = self.nodes.get_mut(&ino) {
+                n.seen = None;
                 for name in &mut n.paths {
                     if *name == p {
                         *name = q.clone();
@@ -254,14 +315,14 @@ mod tests {
     #[test]
     fn ids_are_stable_and_never_reused() {
         let mut t = Inodes::new();
-        let a = t.lookup(&p("a"), None);
-        assert_eq!(t.lookup(&p("a"), None), a);
+        let a = t.lookup(&p("a"), None, None);
+        assert_eq!(t.lookup(&p("a"), None, None), a);
         t.forget(a, 2);
         // Forgotten but still named: same id on the next lookup.
-        assert_eq!(t.lookup(&p("a"), None), a);
+        assert_eq!(t.lookup(&p("a"), None, None), a);
         t.remove(&p("a"));
         t.forget(a, 1);
-        let b = t.lookup(&p("a"), None);
+        let b = t.lookup(&p("a"), None, None);
         assert_ne!(a, b, "a new file never gets an old id");
         assert_eq!(t.path(a), None);
     }
@@ -269,7 +330,7 @@ mod tests {
     #[test]
     fn a_referenced_node_survives_unlink() {
         let mut t = Inodes::new();
-        let a = t.lookup(&p("a"), None);
+        let a = t.lookup(&p("a"), None, None);
         t.remove(&p("a"));
         assert!(t.nodes.contains_key(&a), "the kernel still holds it");
         t.forget(a, 1);
@@ -279,9 +340,9 @@ mod tests {
     #[test]
     fn rename_moves_the_subtree() {
         let mut t = Inodes::new();
-        let d = t.lookup(&p("d"), None);
-        let f = t.lookup(&p("d/x/f"), None);
-        let other = t.lookup(&p("dd/f"), None);
+        let d = t.lookup(&p("d"), None, None);
+        let f = t.lookup(&p("d/x/f"), None, None);
+        let other = t.lookup(&p("dd/f"), None, None);
         t.rename(&p("d"), &p("e"), true);
         assert_eq!(t.path(d), Some(p("e")));
         assert_eq!(t.path(f), Some(p("e/x/f")));
@@ -292,24 +353,38 @@ mod tests {
     #[test]
     fn link_groups_are_one_node() {
         let mut t = Inodes::new();
-        let a = t.lookup(&p("a"), Some((1, 7)));
-        let b = t.lookup(&p("b"), Some((1, 7)));
+        let a = t.lookup(&p("a"), Some((1, 7)), None);
+        let b = t.lookup(&p("b"), Some((1, 7)), None);
         assert_eq!(a, b);
         assert_eq!(t.paths(a), vec![p("a"), p("b")]);
         t.remove(&p("a"));
         assert_eq!(t.path(a), Some(p("b")));
-        let c = t.lookup(&p("c"), None);
+        let c = t.lookup(&p("c"), None, None);
         t.link(c, &p("d"));
         assert_eq!(t.peek(&p("d")), c);
     }
 
     #[test]
+    fn seen_holds_for_its_epoch_and_name_only() {
+        let mut t = Inodes::new();
+        let seen = Some(Seen { layer: 2, epoch: 5 });
+        let a = t.lookup(&p("a"), None, seen);
+        assert_eq!(t.located(a, 5), Some((Path::new("a"), 2)));
+        assert_eq!(t.located(a, 6), None, "the epoch moved");
+        t.rename(&p("a"), &p("b"), false);
+        assert_eq!(t.located(a, 5), None, "renamed: look again");
+        let l = t.lookup(&p("l1"), Some((1, 9)), None);
+        t.lookup(&p("l2"), Some((1, 9)), seen);
+        assert_eq!(t.located(l, 5), None, "seen through another name");
+    }
+
+    #[test]
     fn a_dead_link_group_frees_its_key() {
         let mut t = Inodes::new();
-        let a = t.lookup(&p("a"), Some((1, 7)));
+        let a = t.lookup(&p("a"), Some((1, 7)), None);
         t.remove(&p("a"));
         t.forget(a, 1);
-        let b = t.lookup(&p("b"), Some((1, 7)));
+        let b = t.lookup(&p("b"), Some((1, 7)), None);
         assert_ne!(a, b);
     }
 }

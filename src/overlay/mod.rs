@@ -14,7 +14,9 @@
 //! - `inodes` keeps node ids (which are also `st_ino`) stable for the life of
 //!   the mount; `copyup` copies an entry up through the work dir, so the upper
 //!   dir never holds half a file; `engine` is each file-system operation on
-//!   paths; `sys` wraps the xattr system calls (the module's only `unsafe`).
+//!   paths; `sys` wraps the xattr system calls (the module's only `unsafe`);
+//!   `splice` answers large reads by splicing the backing file into
+//!   `/dev/fuse`.
 //! - `fuse` is fuser's `Filesystem`, a thin layer over `engine`; this file
 //!   mounts it ([`mount`]) or serves a `/dev/fuse` descriptor opened elsewhere,
 //!   e.g. inside the container's namespaces ([`serve_fd`]).
@@ -36,13 +38,15 @@ mod fuse;
 mod inodes;
 pub mod layers;
 pub mod owners;
+mod splice;
 mod sys;
 pub mod whiteout;
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL, SessionUnmounter};
 use thiserror::Error;
@@ -50,6 +54,7 @@ use thiserror::Error;
 use engine::Overlay;
 use fuse::OverlayFs;
 use layers::Layers;
+use splice::Splicer;
 
 #[derive(Debug, Error)]
 pub enum OverlayError {
@@ -165,7 +170,10 @@ impl Options {
             SessionACL::Owner
         };
         config.n_threads = Some(self.threads.max(1));
-        config.clone_fd = true;
+        // Every thread reads requests from the session's one descriptor: a
+        // spliced answer must go back on the descriptor its request came
+        // from, and a cloned one is out of reach (see `splice`).
+        config.clone_fd = false;
         config
     }
 }
@@ -258,9 +266,20 @@ pub fn mount_with(opts: &Options, mountpoint: &Path) -> Result<MountHandle, Over
 /// mount's options.
 pub fn serve_fd(fd: OwnedFd, opts: &Options) -> Result<(), OverlayError> {
     let fs = opts.build()?;
+    let slot = fs.splice_slot();
     let session =
         Session::from_fd(fs, fd, SessionACL::All, opts.config()).map_err(OverlayError::Serve)?;
+    enable_splice(&slot, &session);
     session.run().map_err(OverlayError::Serve)
+}
+
+/// Lets the file system answer large reads by splice on the session's
+/// descriptor. Without a duplicate of it (out of descriptors) reads are
+/// answered the usual way.
+fn enable_splice(slot: &OnceLock<Splicer>, session: &Session<OverlayFs>) {
+    if let Ok(dev) = session.as_fd().try_clone_to_owned() {
+        let _ = slot.set(Splicer::new(dev));
+    }
 }
 
 /// A mounted overlay to be served in the foreground (`burrow overlay-mount`).
@@ -283,8 +302,10 @@ impl Server {
     pub fn mount(opts: &Options, mountpoint: &Path) -> Result<Server, OverlayError> {
         probe()?;
         let fs = opts.build()?;
+        let slot = fs.splice_slot();
         let session = Session::new(fs, mountpoint, &opts.config())
             .map_err(|e| OverlayError::Mount(mountpoint.to_path_buf(), e))?;
+        enable_splice(&slot, &session);
         Ok(Server { session })
     }
 

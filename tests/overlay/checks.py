@@ -78,6 +78,20 @@ def xattrs_supported(path):
 
 # ---------------------------------------------------------------- setup
 
+BIG = 3 * 1024 * 1024 + 4321
+
+
+def pattern(n, seed=7):
+    """n bytes in which every offset's byte differs from its neighbours' and
+    the pattern never repeats at a page or answer boundary, so any shifted,
+    missing or doubled range shows."""
+    out = bytearray()
+    block = hashlib.sha256(str(seed).encode()).digest()
+    while len(out) < n:
+        block = hashlib.sha256(block).digest()
+        out += block
+    return bytes(out[:n])
+
 
 def setup(base):
     l1, l2 = os.path.join(base, "l1"), os.path.join(base, "l2")
@@ -112,6 +126,10 @@ def setup(base):
     os.mkfifo(f"{l2}/bin/fifo", 0o600)
     for i in range(50):
         write(f"{l2}/many/f{i:03}", str(i))
+    # Larger than one READ answer (1 MiB), not a whole number of pages.
+    os.makedirs(f"{l2}/big", exist_ok=True)
+    with open(f"{l2}/big/data", "wb") as f:
+        f.write(pattern(BIG))
     with open(os.path.join(base, "lowers.sha256"), "w") as f:
         f.write(tree_digest(l1) + tree_digest(l2))
 
@@ -290,6 +308,43 @@ def check_mmap(m, base):
     lowers_untouched(base)
 
 
+def check_reads(m, base):
+    """Reads that reach the server as READs of odd offsets and sizes: large
+    ones (answered by splice), small ones, across the end of the file and
+    larger than one answer, of a lower file and of an upper one."""
+    want = pattern(BIG)
+    # Through the page cache: READs of the readahead window.
+    with open(f"{m}/big/data", "rb") as f:
+        assert f.read() == want, "sequential read of a lower file"
+    new = pattern(BIG + 777, seed=8)
+    with open(f"{m}/big/new", "wb") as f:
+        f.write(new)
+    for path, data in ((f"{m}/big/data", want), (f"{m}/big/new", new)):
+        # O_DIRECT: each pread is a READ of exactly this offset and size
+        # (cut at the largest READ the kernel sends, 1 MiB).
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        try:
+            n = len(data)
+            cases = [
+                (0, 65536),
+                (12345, 200001),
+                (4095, 131073),
+                (n - 100000, 300000),  # spliced, cut by the end
+                (n - 1000, 200000),  # too little left to splice
+                (n, 4096),
+                (n + 5, 70000),
+                (1, 3 * 1024 * 1024),  # several answers, some too large to splice
+                (777, 63 * 1024),
+                (1 << 20, (1 << 20) - 8192),
+            ]
+            for off, size in cases:
+                got = os.pread(fd, size, off)
+                assert got == data[off : off + size], f"{path}: pread({size}, {off}) returned {len(got)} wrong bytes"
+        finally:
+            os.close(fd)
+    lowers_untouched(base)
+
+
 def check_concurrent(m, base):
     errors = []
 
@@ -376,6 +431,7 @@ OVERLAY = {
     "xattrs": check_xattrs,
     "owners": check_owners,
     "mmap": check_mmap,
+    "reads": check_reads,
     "concurrent": check_concurrent,
     "misc": check_misc,
 }
