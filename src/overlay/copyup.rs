@@ -99,6 +99,19 @@ pub fn chown_if_permitted(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
     }
 }
 
+/// [`chown_if_permitted`] on an open file.
+pub fn fchown_if_permitted(file: &std::fs::File, uid: u32, gid: u32) -> io::Result<()> {
+    use std::os::unix::fs::fchown;
+    match fchown(file, Some(uid), Some(gid)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => match fchown(file, None, Some(gid)) {
+            Err(e) if e.raw_os_error() != Some(libc::EPERM) => Err(e),
+            _ => Ok(()),
+        },
+        Err(e) => Err(e),
+    }
+}
+
 /// Builds at `tmp` a complete, self-contained copy of the merged folder
 /// `rel` (whose merging layers are `dir_layers`), for renaming a folder that
 /// lives partly in the lowers. Upper entries that are not folders are

@@ -33,7 +33,7 @@ use nix::fcntl::{AT_FDCWD, OFlag, openat};
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
 use nix::sys::time::TimeSpec;
 
-use super::copyup::{self, chown_if_permitted, remove_marker, write_marker};
+use super::copyup::{self, chown_if_permitted, fchown_if_permitted, remove_marker, write_marker};
 use super::inodes::{Inodes, Key, Seen};
 use super::layers::{Found, Layers, UPPER, child};
 use super::owners;
@@ -377,6 +377,40 @@ impl Overlay {
         fs::set_permissions(upper, fs::Permissions::from_mode(mode))
     }
 
+    /// [`Self::finish_new`] for a regular file just created (mode 0600),
+    /// through its descriptor, doing only what creation did not: untarring
+    /// makes thousands of files, and by path each step walked the whole
+    /// path again. Returns the file's final metadata.
+    fn finish_new_file(
+        &self,
+        file: &File,
+        upper: &Path,
+        mode: u32,
+        caller: Caller,
+    ) -> io::Result<Metadata> {
+        let created = file.metadata()?;
+        // The kernel gave the file our ids, or the folder's group when the
+        // folder is set-group-id. Only when its group differs from the
+        // caller's must the folder be asked which case this is.
+        let (uid, gid) = if created.gid() == caller.gid {
+            (caller.uid, caller.gid)
+        } else {
+            let (uid, gid, _) = self.owner_in(upper.parent().unwrap_or(Path::new("/")), caller);
+            (uid, gid)
+        };
+        let chowned = (created.uid(), created.gid()) != (uid, gid);
+        if chowned {
+            fchown_if_permitted(file, uid, gid)?;
+        }
+        // After the chown, which clears set-id bits.
+        let mode = mode & 0o7777;
+        if chowned || mode != created.mode() & 0o7777 {
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            return file.metadata();
+        }
+        Ok(created)
+    }
+
     pub fn create(
         &self,
         parent: &Path,
@@ -393,11 +427,10 @@ impl Overlay {
             .mode(0o600)
             .custom_flags(backing_flags(flags) & !libc::O_ACCMODE)
             .open(&upper)?;
-        self.finish_new(&upper, mode, caller, false)?;
+        let meta = self.finish_new_file(&file, &upper, mode, caller)?;
         if whited {
             remove_marker(&self.layers.whiteout_path(UPPER, &rel))?;
         }
-        let meta = file.metadata()?;
         Ok((rel, file, meta))
     }
 

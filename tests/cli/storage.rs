@@ -86,6 +86,41 @@ fn drivers_agree_and_keep_changes_until_rm() {
     assert_eq!(left, 0);
 }
 
+/// New files and folders get the creating user's ids and the mode it asked
+/// for (less its umask), a set-id bit included, whatever the driver; and
+/// root's new files keep their mode too.
+#[test]
+fn drivers_agree_on_new_files_owners_and_modes() {
+    let env = setup!(Env::subuid());
+    let script = "cd /tmp && umask 022 && touch f && mkdir g && touch s && chmod 4750 s && stat -c '%n %u:%g %a' f g s";
+    let mut outputs = Vec::new();
+    for driver in DRIVERS {
+        let mut out = String::new();
+        for user in ["1000:1000", "0:0"] {
+            out += &env.ok([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--storage-driver",
+                driver,
+                "--user",
+                user,
+                "busybox",
+                "sh",
+                "-c",
+                script,
+            ]);
+        }
+        outputs.push((driver, out));
+    }
+    let expected =
+        "f 1000:1000 644\ng 1000:1000 755\ns 1000:1000 4750\nf 0:0 644\ng 0:0 755\ns 0:0 4750\n";
+    for (driver, out) in outputs {
+        assert_eq!(out, expected, "{driver}");
+    }
+}
+
 #[test]
 fn unknown_or_unavailable_driver_is_a_clear_error() {
     let env = setup!(Env::new());
