@@ -365,7 +365,7 @@ pub(super) fn decompress<'a>(mut input: impl Read + 'a) -> Result<Box<dyn Read +
 }
 
 /// Fills `buf` unless the stream ends first; pipes may return short reads.
-fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match input.read(&mut buf[n..]) {

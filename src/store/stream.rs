@@ -85,7 +85,7 @@ pub fn pump(
     let mut out = copy.map(|f| BufWriter::with_capacity(CHUNK, f));
     let result = loop {
         let mut chunk = to.buffer();
-        let n = match fill(&mut input, &mut chunk) {
+        let n = match super::layer::read_up_to(&mut input, &mut chunk) {
             Ok(0) => break out.as_mut().map_or(Ok(()), Write::flush),
             Ok(n) => n,
             Err(e) => {
@@ -130,20 +130,6 @@ impl ChunkSender {
             let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
         }
     }
-}
-
-/// Reads until `buf` is full or the input ends: fewer, fuller chunks.
-fn fill(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match input.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Starts reading `input` on a thread of `scope`, hashing it and copying

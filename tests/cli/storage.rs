@@ -49,18 +49,12 @@ fn drivers_agree_and_keep_changes_until_rm() {
             again.describe()
         );
         // ...and a fresh container of the image sees none of them.
-        let fresh = env.ok([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--storage-driver",
+        let fresh = run_once(
+            &env,
             driver,
-            "busybox",
-            "sh",
-            "-c",
+            "0:0",
             "test -e /bin/ls && test -d /home/user && tail -n 1 /etc/passwd",
-        ]);
+        );
         assert!(!fresh.contains("appended"), "{driver}: {fresh}");
         env.ok(["rm", &name]);
         outputs.push((driver, out));
@@ -97,20 +91,7 @@ fn drivers_agree_on_new_files_owners_and_modes() {
     for driver in DRIVERS {
         let mut out = String::new();
         for user in ["1000:1000", "0:0"] {
-            out += &env.ok([
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                "--storage-driver",
-                driver,
-                "--user",
-                user,
-                "busybox",
-                "sh",
-                "-c",
-                script,
-            ]);
+            out += &run_once(&env, driver, user, script);
         }
         outputs.push((driver, out));
     }
@@ -119,6 +100,25 @@ fn drivers_agree_on_new_files_owners_and_modes() {
     for (driver, out) in outputs {
         assert_eq!(out, expected, "{driver}");
     }
+}
+
+/// The output of `script`, run by `user` in a fresh `--rm` busybox
+/// container on `driver`.
+fn run_once(env: &Env, driver: &str, user: &str, script: &str) -> String {
+    env.ok([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--storage-driver",
+        driver,
+        "--user",
+        user,
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ])
 }
 
 #[test]

@@ -313,15 +313,7 @@ fn link_target<R: Read>(entry: &tar::Entry<'_, R>, name: &[u8]) -> Result<RelPat
 /// each write: one `write` per buffer, whatever sizes the stream reads in.
 fn copy_contents(data: &mut impl Read, mut file: &File, buffer: &mut [u8]) -> io::Result<()> {
     loop {
-        let mut n = 0;
-        while n < buffer.len() {
-            match data.read(&mut buffer[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let n = super::layer::read_up_to(data, buffer)?;
         if n == 0 {
             return Ok(());
         }
