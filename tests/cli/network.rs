@@ -3,14 +3,14 @@
 //! the gateway, many connections, bulk transfers, and the errors of `-p`.
 //! All traffic stays on loopback and inside the test's namespaces.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::util::{Env, secs};
+use crate::util::{Env, secs, serve_http};
 
 /// A port nobody listens on right now.
 fn free_port() -> u16 {
@@ -56,25 +56,9 @@ fn host_address() -> Option<IpAddr> {
 
 /// An HTTP server on the host's loopback answering every request with `body`.
 fn host_http_server(body: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            thread::spawn(move || {
-                let mut reader = BufReader::new(&stream);
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    line.clear();
-                }
-                let reply = format!(
-                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = (&stream).write_all(reply.as_bytes());
-            });
-        }
-    });
-    port
+    serve_http(TcpListener::bind("127.0.0.1:0").unwrap(), move |_| {
+        body.to_string()
+    })
 }
 
 /// The bytes `yes abcdefg | head -c len` prints, hashed.

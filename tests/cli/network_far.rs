@@ -6,12 +6,11 @@
 //! `scripts/setup-host.sh` creates: 10.251.0.2 and fd51::2 inside,
 //! 10.251.0.1 and fd51::1 on the host's end of a veth pair. Traffic to it never leaves this machine.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::thread;
 
-use crate::util::{Env, skip};
+use crate::util::{Env, serve_http, skip};
 
 const FAR_HOST: &str = "10.251.0.2";
 const FAR_HOST6: &str = "fd51::2";
@@ -95,21 +94,12 @@ fn far_http_server(addr: &str, body: &'static str) -> Option<u16> {
     })
     .join()
     .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(&stream);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let peer = stream
-                .peer_addr()
-                .map(|a| a.ip().to_string())
-                .unwrap_or_default();
-            let reply = format!("HTTP/1.0 200 OK\r\n\r\n{body} to {peer}\n");
-            let _ = (&stream).write_all(reply.as_bytes());
-        }
+    let port = serve_http(listener, move |stream| {
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        format!("{body} to {peer}\n")
     });
     Some(port)
 }

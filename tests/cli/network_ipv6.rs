@@ -2,11 +2,10 @@
 //! with a default route via fd00::2, which stands for the host's ::1, as
 //! 10.0.2.2 stands for 127.0.0.1. Traffic stays on the host's loopback.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::thread;
 
-use crate::util::{Env, skip};
+use crate::util::{Env, serve_http, skip};
 
 /// Whether this host has IPv6 on loopback; else skips (or fails under
 /// must-run).
@@ -19,23 +18,9 @@ fn host_ipv6() -> Option<()> {
 
 /// An HTTP server on the host's ::1 answering every request with `body`.
 fn http_server_v6(body: &'static str) -> u16 {
-    let listener = TcpListener::bind("[::1]:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(&stream);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let reply = format!(
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = (&stream).write_all(reply.as_bytes());
-        }
-    });
-    port
+    serve_http(TcpListener::bind("[::1]:0").unwrap(), move |_| {
+        body.to_string()
+    })
 }
 
 /// A one-block TFTP server on the host's ::1 (busybox's tftp is the UDP

@@ -944,3 +944,34 @@ pub fn process_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Serves `listener` on threads of its own: each connection's request head
+/// is read, then answered with HTTP/1.0 200 and the body `answer` gives for
+/// that connection (it may look at the peer), and closed. Returns the port.
+pub fn serve_http(
+    listener: std::net::TcpListener,
+    answer: impl Fn(&std::net::TcpStream) -> String + Send + Sync + 'static,
+) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let port = listener.local_addr().unwrap().port();
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let body = answer(&stream);
+                let reply = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = (&stream).write_all(reply.as_bytes());
+            });
+        }
+    });
+    port
+}
