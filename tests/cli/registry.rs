@@ -737,35 +737,17 @@ fn a_pull_killed_midway_leaves_nothing_the_next_pull_trips_on() {
     reg.skopeo_push(layout.path(), "big:1", None);
     let env = setup!(Env::empty());
     let reference = reg.name("big:1");
-    let tmp = env.data_dir().join("tmp");
-    let received = || -> u64 {
-        entries(&tmp)
-            .iter()
-            .filter(|n| n.starts_with("image-pull-"))
-            .filter_map(|n| fs::metadata(tmp.join(n).join("blob")).ok())
-            .map(|m| m.len())
-            .max()
-            .unwrap_or(0)
-    };
     let mut pull = env.spawn(["pull", &reference]);
-    let deadline = Instant::now() + Duration::from_secs(60);
     // Kill it once a layer is partly on disk.
-    while received() < (1 << 20) {
-        assert!(
-            pull.is_running(),
-            "the pull ended before it could be killed midway:\n{}",
-            pull.stdout_so_far()
-        );
-        assert!(Instant::now() < deadline, "the download never started");
-        thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_download(&env, &mut pull, 1 << 20);
     pull.signal(nix::sys::signal::Signal::SIGKILL);
     let killed = pull.finish(Duration::from_secs(10));
     assert_eq!(killed.code, 128 + 9, "{}", killed.describe());
     let images = env.data_dir().join("images");
     assert!(entries(&images.join("meta")).is_empty());
     // The killed pull's scratch is still there, for the next pull to clear.
-    assert!(received() > 0);
+    assert!(downloaded(&env) > 0);
+    let tmp = env.data_dir().join("tmp");
 
     let out = env.burrow(["pull", &reference]).success();
     assert!(
@@ -918,29 +900,10 @@ fn a_killed_pull_does_not_block_a_pull_waiting_for_its_layer() {
     let env = setup!(Env::empty());
     let reference = reg.name("big:1");
 
-    let tmp = env.data_dir().join("tmp");
-    let received = || -> u64 {
-        entries(&tmp)
-            .iter()
-            .filter(|n| n.starts_with("image-pull-"))
-            .filter_map(|n| fs::metadata(tmp.join(n).join("blob")).ok())
-            .map(|m| m.len())
-            .max()
-            .unwrap_or(0)
-    };
     let mut first = env.spawn(["pull", &reference]);
     // More than the busybox layer holds: the first pull is fetching the big
     // layer, so it holds that layer's claim.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while received() < (4 << 20) {
-        assert!(
-            first.is_running(),
-            "the first pull ended too soon:\n{}",
-            first.stdout_so_far()
-        );
-        assert!(Instant::now() < deadline, "the download never started");
-        thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_download(&env, &mut first, 4 << 20);
     let short = &big[7..19];
     let mut second = env.spawn(["pull", &reference]);
     second.wait_for_stdout(
@@ -1078,4 +1041,31 @@ fn hub_search_through_its_api() {
         "{}",
         out.describe()
     );
+}
+
+/// The most bytes of a blob that a pull in progress has on disk (in its
+/// `tmp/image-pull-*` scratch).
+fn downloaded(env: &Env) -> u64 {
+    let tmp = env.data_dir().join("tmp");
+    entries(&tmp)
+        .iter()
+        .filter(|n| n.starts_with("image-pull-"))
+        .filter_map(|n| fs::metadata(tmp.join(n).join("blob")).ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Waits until the running `pull` has at least `bytes` of a blob on disk.
+fn wait_for_download(env: &Env, pull: &mut crate::util::Running, bytes: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while downloaded(env) < bytes {
+        assert!(
+            pull.is_running(),
+            "the pull ended before {bytes} bytes were on disk:\n{}",
+            pull.stdout_so_far()
+        );
+        assert!(Instant::now() < deadline, "the download never started");
+        thread::sleep(Duration::from_millis(2));
+    }
 }
