@@ -30,6 +30,7 @@ use super::icmp::{Outcome, Pinger};
 use super::nsock::Supply;
 use super::publish::HostSocket;
 use super::relay::{self, Pipes, Relay, Side};
+use super::spin::Spin;
 use super::stack::{self, Datagram, DatagramKind, Event, Stack};
 use super::{BoundPorts, NetConfig, NetError, PortMapping};
 
@@ -251,13 +252,16 @@ impl EventLoop {
 
     pub fn run(mut self) -> Result<(), NetError> {
         let mut events = Events::with_capacity(256);
+        // Polls for a moment before sleeping while events come close together.
+        let mut spin = Spin::default();
         loop {
-            let timeout = self.timeout();
+            let timeout = spin.timeout(self.timeout(), StdInstant::now());
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(io_err("wait for events")(err)),
             }
+            spin.woke(!events.is_empty(), StdInstant::now());
             for event in events.iter() {
                 match event.token() {
                     TAP => self.tap_readable = true,
@@ -524,6 +528,8 @@ impl EventLoop {
                     if self.waiting[index].len() < MAX_WAITING {
                         self.waiting[index].push_back(accepted);
                     }
+                    // Each client is on its way in before the next accept.
+                    self.open_waiting(index);
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -532,7 +538,6 @@ impl EventLoop {
                 Err(_) => break,
             }
         }
-        self.open_waiting(index);
     }
 
     /// Opens connections into the container for waiting `-p` clients, a
@@ -616,20 +621,24 @@ impl EventLoop {
             return Relayed::Yes;
         };
         // (TCP_NODELAY comes with the listener's, see EventLoop::new.)
-        let i = self.add_flow(Flow::Relay(Relay::new(stream, inner, Some(index))));
+        let mut relay = Relay::new(stream, inner, Some(index));
+        // What the client has sent goes in first; the container starts on it
+        // while the sockets are registered.
+        match relay.pump(&mut self.pipes) {
+            relay::Status::Open => {}
+            status => {
+                if status == relay::Status::Failed {
+                    relay.reset();
+                }
+                relay.release(&mut self.pipes);
+                return Relayed::Yes;
+            }
+        }
+        let i = self.add_flow(Flow::Relay(relay));
         self.relays += 1;
         self.opening[index] += 1;
-        let registry = self.poll.registry();
-        let both = Interest::READABLE | Interest::WRITABLE;
         let registered = match &mut self.flows[i] {
-            Some(Flow::Relay(relay)) => {
-                registry
-                    .register(&mut relay.host, Token(FLOW_BASE + i), both)
-                    .is_ok()
-                    && registry
-                        .register(&mut relay.inner, Token(INNER_BASE + i), both)
-                        .is_ok()
-            }
+            Some(Flow::Relay(relay)) => watch_relay(self.poll.registry(), relay, i, true).is_ok(),
             _ => false,
         };
         if !registered {
@@ -844,9 +853,15 @@ impl EventLoop {
         let Some(Some(Flow::Relay(relay))) = self.flows.get_mut(i) else {
             return;
         };
-        let status = relay.pump(&mut self.pipes);
+        let mut status = relay.pump(&mut self.pipes);
         if status == relay::Status::Failed {
             relay.reset();
+        }
+        if status == relay::Status::Open
+            && watch_relay(self.poll.registry(), relay, i, false).is_err()
+        {
+            relay.reset();
+            status = relay::Status::Failed;
         }
         if let Some(index) = relay.opening
             && (status != relay::Status::Open || relay.opened(OPENING_GRACE))
@@ -887,6 +902,35 @@ impl EventLoop {
             .retain(|_, inbound| inbound.last_active.elapsed() <= UDP_IDLE);
         self.pinger.sweep(self.poll.registry());
     }
+}
+
+/// Registers a relay's two sockets (`first`), or adds writability to the
+/// interest of a side that now waits to write: a relay's sockets are
+/// watched for writing only from then on (see `Relay::unwatched_writes`).
+fn watch_relay(
+    registry: &mio::Registry,
+    relay: &mut Relay,
+    i: usize,
+    first: bool,
+) -> io::Result<()> {
+    let (host_out, inner_out) = relay.unwatched_writes();
+    let sides = [
+        (&mut relay.host, Token(FLOW_BASE + i), host_out),
+        (&mut relay.inner, Token(INNER_BASE + i), inner_out),
+    ];
+    for (stream, token, out) in sides {
+        let interest = if out {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if first {
+            registry.register(stream, token, interest)?;
+        } else if out {
+            registry.reregister(stream, token, interest)?;
+        }
+    }
+    Ok(())
 }
 
 impl TcpFlow {

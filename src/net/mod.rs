@@ -72,6 +72,7 @@ mod netlink;
 mod nsock;
 mod publish;
 mod relay;
+mod spin;
 mod stack;
 mod wire;
 

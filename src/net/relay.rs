@@ -18,12 +18,18 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
-use nix::sys::socket::{SockaddrIn, bind, connect, setsockopt, sockopt};
+use nix::sys::socket::{MsgFlags, SockaddrIn, bind, connect, recv, send, setsockopt, sockopt};
 
 /// How much one splice moves at most: a pipe's worth.
 const PIPE_SIZE: usize = 256 * 1024;
 /// Empty pipes kept for the next burst.
 const SPARE_PIPES: usize = 8;
+/// A direction starts out copying through this much of a buffer: a
+/// request or an answer that fits costs a `recv` and a `send`, cheaper
+/// than two splices and their pipe. The first read that fills it turns the
+/// direction over to splicing. At most a page-aligned part of a default
+/// pipe, so a remainder always fits in an empty one.
+const SMALL: usize = 16 * 1024;
 
 /// A socket from `nsock`, bound to `source` and connecting (non-blocking) to
 /// `to` in the container. `EADDRINUSE`/`EADDRNOTAVAIL` mean that exact
@@ -72,6 +78,12 @@ pub struct Relay {
 struct Ready {
     readable: bool,
     writable: bool,
+    /// Whether the event loop watches this socket for writability too.
+    /// A socket starts out watched for reading only: every ACK that frees
+    /// send space would otherwise wake the loop, a wake-up per packet for
+    /// nothing while the data is small. The first write that would block
+    /// (or a connect still on its way) asks for it, for good.
+    watched_out: bool,
 }
 
 /// One direction: a pipe holding what was read and not yet written.
@@ -82,6 +94,8 @@ struct Pump {
     moved: u64,
     eof: bool,
     shut: bool,
+    /// Whether reads go straight into a pipe (see [`SMALL`]).
+    bulk: bool,
 }
 
 struct Pipe {
@@ -91,10 +105,12 @@ struct Pipe {
 
 /// Empty pipes, shared by all relays: a pipe is held only while bytes wait
 /// in it, so descriptors and pipe memory follow the connections that are
-/// actually backed up, not all of them.
+/// actually backed up, not all of them. Also the one buffer that small
+/// reads pass through.
 #[derive(Default)]
 pub struct Pipes {
     spare: Vec<Pipe>,
+    small: Vec<u8>,
 }
 
 impl Pipes {
@@ -137,6 +153,7 @@ impl Relay {
         let ready = || Ready {
             readable: true,
             writable: true,
+            watched_out: false,
         };
         Relay {
             host,
@@ -162,6 +179,18 @@ impl Relay {
         ready.writable |= writable;
     }
 
+    /// Sides that now wait to write and are not yet watched for it; the
+    /// event loop adds writability to their interest (once: they stay
+    /// watched).
+    pub fn unwatched_writes(&mut self) -> (bool, bool) {
+        let check = |ready: &mut Ready| {
+            let needed = !ready.writable && !ready.watched_out;
+            ready.watched_out |= needed;
+            needed
+        };
+        (check(&mut self.host_ready), check(&mut self.inner_ready))
+    }
+
     /// Whether the container has answered (or had its grace time): the
     /// same rule as the userspace path's, see `event_loop::MAX_OPENING`.
     pub fn opened(&self, grace: std::time::Duration) -> bool {
@@ -174,6 +203,7 @@ impl Relay {
     pub fn pump(&mut self, pipes: &mut Pipes) -> Status {
         let before = self.up.moved + self.down.moved;
         let up = self.up.run(
+            self.down.shut,
             &self.host,
             &mut self.host_ready,
             &self.inner,
@@ -181,6 +211,7 @@ impl Relay {
             pipes,
         );
         let down = self.down.run(
+            self.up.shut,
             &self.inner,
             &mut self.inner_ready,
             &self.host,
@@ -226,9 +257,60 @@ impl Pump {
         self.shut
     }
 
+    /// One read through the small buffer, sent on at once; what `to` does
+    /// not take waits in a pipe, as a splice's bytes would.
+    fn copy_small(
+        &mut self,
+        from: &TcpStream,
+        from_ready: &mut Ready,
+        to: &TcpStream,
+        to_ready: &mut Ready,
+        pipes: &mut Pipes,
+    ) -> io::Result<()> {
+        pipes.small.resize(SMALL, 0);
+        let n = match recv(from.as_raw_fd(), &mut pipes.small, MsgFlags::MSG_DONTWAIT) {
+            Ok(0) => {
+                self.eof = true;
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(Errno::EAGAIN) => {
+                from_ready.readable = false;
+                return Ok(());
+            }
+            Err(Errno::EINTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        self.moved += n as u64;
+        self.bulk = n == SMALL;
+        let mut sent = 0;
+        while sent < n && to_ready.writable {
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            match send(to.as_raw_fd(), &pipes.small[sent..n], flags) {
+                Ok(k) => sent += k,
+                Err(Errno::EAGAIN) => to_ready.writable = false,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if sent < n {
+            let pipe = self.pipe.insert(pipes.get()?);
+            // An empty pipe holds at least SMALL bytes: this cannot block.
+            let k = nix::unistd::write(&pipe.write, &pipes.small[sent..n])?;
+            if k != n - sent {
+                return Err(io::Error::other("a pipe took less than a small read"));
+            }
+            self.queued = n - sent;
+        }
+        Ok(())
+    }
+
     /// Splices `from` → pipe → `to` until one side would block.
+    /// `last`: the other direction is finished, so this one's end finishes
+    /// the relay, and the close that follows sends the FIN.
     fn run(
         &mut self,
+        last: bool,
         from: &TcpStream,
         from_ready: &mut Ready,
         to: &TcpStream,
@@ -256,13 +338,22 @@ impl Pump {
             if self.eof {
                 if !self.shut {
                     // Everything before the FIN is written: pass it on.
-                    let _ = to.shutdown(Shutdown::Write);
+                    // (`to` has nothing left to read once the other
+                    // direction is finished, so closing it sends a FIN,
+                    // not a reset.)
+                    if !last {
+                        let _ = to.shutdown(Shutdown::Write);
+                    }
                     self.shut = true;
                 }
                 return Ok(());
             }
             if !from_ready.readable {
                 return Ok(());
+            }
+            if !self.bulk {
+                self.copy_small(from, from_ready, to, to_ready, pipes)?;
+                continue;
             }
             let pipe = self.pipe.insert(pipes.get()?);
             match splice(from, None, &pipe.write, None, PIPE_SIZE, flags) {
@@ -341,10 +432,39 @@ mod tests {
         });
         let status = drive(&mut relay, &mut pipes, |s| *s != Status::Open);
         assert_eq!(status, Status::Done);
+        // The last FIN goes with the close, as the event loop's drop does.
+        relay.release(&mut pipes);
+        drop(relay);
         assert_eq!(receiver.join().unwrap(), up);
         assert_eq!(sender.join().unwrap(), b"thanks");
-        relay.release(&mut pipes);
         assert!(pipes.spare.len() <= SPARE_PIPES);
+    }
+
+    #[test]
+    fn a_small_read_the_other_side_cannot_take_yet_waits_in_a_pipe() {
+        let (host, mut client) = pair();
+        let (inner, mut server) = pair();
+        let mut relay = Relay::new(host, inner, None);
+        let mut pipes = Pipes::default();
+        client.write_all(b"hello").unwrap();
+        // As if the connect inside were still on its way.
+        relay.inner_ready.writable = false;
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while relay.up.queued == 0 && Instant::now() < deadline {
+            relay.host_ready.readable = true;
+            assert_eq!(relay.pump(&mut pipes), Status::Open);
+        }
+        assert_eq!(relay.up.queued, 5);
+        assert!(!relay.up.bulk);
+        client.write_all(b", world").unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        server.shutdown(Shutdown::Write).unwrap();
+        let status = drive(&mut relay, &mut pipes, |s| *s != Status::Open);
+        assert_eq!(status, Status::Done);
+        drop(relay);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"hello, world");
     }
 
     #[test]
