@@ -10,7 +10,9 @@
 //! window grows while the next event keeps coming sooner than its limit
 //! and shrinks when a poll runs out with nothing, so a busy exchange is
 //! served without sleeping and a quiet or slow one costs no polling. An
-//! idle container sleeps as before.
+//! idle container sleeps as before. Bulk transfers close the window (the
+//! event loop calls [`Spin::close`]): they keep the CPUs busy with the
+//! programs at both ends, which polling would only slow down.
 
 use std::time::{Duration, Instant};
 
@@ -64,6 +66,12 @@ impl Spin {
                 self.window = Duration::ZERO;
             }
         }
+    }
+
+    /// Closes the window: the loop is moving bulk data.
+    pub fn close(&mut self) {
+        self.window = Duration::ZERO;
+        self.idle_since = None;
     }
 
     #[cfg(test)]
