@@ -214,18 +214,22 @@ impl Relay {
         let before = self.up.moved + self.down.moved;
         let up = self.up.run(
             self.down.shut,
-            &self.host,
-            &mut self.host_ready,
-            &self.inner,
-            &mut self.inner_ready,
+            Ends {
+                from: &self.host,
+                from_ready: &mut self.host_ready,
+                to: &self.inner,
+                to_ready: &mut self.inner_ready,
+            },
             pipes,
         );
         let down = self.down.run(
             self.up.shut,
-            &self.inner,
-            &mut self.inner_ready,
-            &self.host,
-            &mut self.host_ready,
+            Ends {
+                from: &self.inner,
+                from_ready: &mut self.inner_ready,
+                to: &self.host,
+                to_ready: &mut self.host_ready,
+            },
             pipes,
         );
         if self.up.moved + self.down.moved != before {
@@ -262,6 +266,14 @@ impl Relay {
     }
 }
 
+/// A direction's two sockets and what is known of their readiness.
+struct Ends<'a> {
+    from: &'a TcpStream,
+    from_ready: &'a mut Ready,
+    to: &'a TcpStream,
+    to_ready: &'a mut Ready,
+}
+
 impl Pump {
     fn finished(&self) -> bool {
         self.shut
@@ -269,14 +281,13 @@ impl Pump {
 
     /// One read through the small buffer, sent on at once; what `to` does
     /// not take waits in a pipe, as a splice's bytes would.
-    fn copy_small(
-        &mut self,
-        from: &TcpStream,
-        from_ready: &mut Ready,
-        to: &TcpStream,
-        to_ready: &mut Ready,
-        pipes: &mut Pipes,
-    ) -> io::Result<()> {
+    fn copy_small(&mut self, ends: &mut Ends, pipes: &mut Pipes) -> io::Result<()> {
+        let Ends {
+            from,
+            from_ready,
+            to,
+            to_ready,
+        } = ends;
         pipes.small.resize(SMALL, 0);
         let n = match recv(from.as_raw_fd(), &mut pipes.small, MsgFlags::MSG_DONTWAIT) {
             Ok(0) => {
@@ -318,25 +329,17 @@ impl Pump {
     /// Splices `from` → pipe → `to` until one side would block.
     /// `last`: the other direction is finished, so this one's end finishes
     /// the relay, and the close that follows sends the FIN.
-    fn run(
-        &mut self,
-        last: bool,
-        from: &TcpStream,
-        from_ready: &mut Ready,
-        to: &TcpStream,
-        to_ready: &mut Ready,
-        pipes: &mut Pipes,
-    ) -> io::Result<()> {
+    fn run(&mut self, last: bool, mut ends: Ends, pipes: &mut Pipes) -> io::Result<()> {
         let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
         loop {
             if self.queued > 0 {
-                if !to_ready.writable {
+                if !ends.to_ready.writable {
                     return Ok(());
                 }
                 let pipe = self.pipe.as_ref().expect("queued bytes are in a pipe");
-                match splice(&pipe.read, None, to, None, self.queued, flags) {
+                match splice(&pipe.read, None, ends.to, None, self.queued, flags) {
                     Ok(n) => self.queued -= n,
-                    Err(Errno::EAGAIN) => to_ready.writable = false,
+                    Err(Errno::EAGAIN) => ends.to_ready.writable = false,
                     Err(Errno::EINTR) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -352,28 +355,28 @@ impl Pump {
                     // direction is finished, so closing it sends a FIN,
                     // not a reset.)
                     if !last {
-                        let _ = to.shutdown(Shutdown::Write);
+                        let _ = ends.to.shutdown(Shutdown::Write);
                     }
                     self.shut = true;
                 }
                 return Ok(());
             }
-            if !from_ready.readable {
+            if !ends.from_ready.readable {
                 return Ok(());
             }
             if !self.bulk {
-                self.copy_small(from, from_ready, to, to_ready, pipes)?;
+                self.copy_small(&mut ends, pipes)?;
                 continue;
             }
             let pipe = self.pipe.insert(pipes.get()?);
-            match splice(from, None, &pipe.write, None, PIPE_SIZE, flags) {
+            match splice(ends.from, None, &pipe.write, None, PIPE_SIZE, flags) {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
                     self.queued = n;
                     self.moved += n as u64;
                 }
                 // The pipe is empty, so it is the socket that has nothing.
-                Err(Errno::EAGAIN) => from_ready.readable = false,
+                Err(Errno::EAGAIN) => ends.from_ready.readable = false,
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
