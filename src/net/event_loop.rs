@@ -640,7 +640,7 @@ impl EventLoop {
         let mut relay = Relay::new(stream, inner, Some(index));
         // What the client has sent goes in first; the container starts on it
         // while the sockets are registered.
-        match relay.pump(&mut self.pipes) {
+        match relay.pump_unwatched(&mut self.pipes) {
             relay::Status::Open => {}
             status => {
                 if status == relay::Status::Failed {

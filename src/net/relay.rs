@@ -150,16 +150,18 @@ impl Relay {
         // for the next turn of the loop. While the connect inside is still
         // on its way, splices into it would block, and a refused one fails
         // them.
-        let ready = || Ready {
-            readable: true,
+        let ready = |readable| Ready {
+            readable,
             writable: true,
             watched_out: false,
         };
         Relay {
             host,
             inner,
-            host_ready: ready(),
-            inner_ready: ready(),
+            host_ready: ready(true),
+            // Nothing can have come from the container before the event
+            // loop watches this socket, and registering it reports what has.
+            inner_ready: ready(false),
             up: Pump::default(),
             down: Pump::default(),
             last_active: now,
@@ -211,6 +213,19 @@ impl Relay {
 
     /// Moves what both sides allow.
     pub fn pump(&mut self, pipes: &mut Pipes) -> Status {
+        self.pump_with(pipes, false)
+    }
+
+    /// The first pump, before the event loop watches the sockets: a short
+    /// read means the socket is drained, with no second read to hear it
+    /// say so, because registering the sockets afterwards reports anything
+    /// that came since. (Once watched, a short read is not enough: a FIN
+    /// that came with the event that woke the loop raises no new one.)
+    pub fn pump_unwatched(&mut self, pipes: &mut Pipes) -> Status {
+        self.pump_with(pipes, true)
+    }
+
+    fn pump_with(&mut self, pipes: &mut Pipes, unwatched: bool) -> Status {
         let before = self.up.moved + self.down.moved;
         let up = self.up.run(
             self.down.shut,
@@ -219,6 +234,7 @@ impl Relay {
                 from_ready: &mut self.host_ready,
                 to: &self.inner,
                 to_ready: &mut self.inner_ready,
+                unwatched,
             },
             pipes,
         );
@@ -229,6 +245,7 @@ impl Relay {
                 from_ready: &mut self.inner_ready,
                 to: &self.host,
                 to_ready: &mut self.host_ready,
+                unwatched,
             },
             pipes,
         );
@@ -272,6 +289,8 @@ struct Ends<'a> {
     from_ready: &'a mut Ready,
     to: &'a TcpStream,
     to_ready: &'a mut Ready,
+    /// See [`Relay::pump_unwatched`].
+    unwatched: bool,
 }
 
 impl Pump {
@@ -287,6 +306,7 @@ impl Pump {
             from_ready,
             to,
             to_ready,
+            unwatched,
         } = ends;
         pipes.small.resize(SMALL, 0);
         let n = match recv(from.as_raw_fd(), &mut pipes.small, MsgFlags::MSG_DONTWAIT) {
@@ -304,6 +324,9 @@ impl Pump {
         };
         self.moved += n as u64;
         self.bulk = n == SMALL;
+        if *unwatched && !self.bulk {
+            from_ready.readable = false;
+        }
         let mut sent = 0;
         while sent < n && to_ready.writable {
             let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
