@@ -399,7 +399,7 @@ impl Overlay {
         fs::set_permissions(upper, fs::Permissions::from_mode(mode))
     }
 
-    /// [`Self::finish_new`] for a regular file just created (mode 0600),
+    /// [`Self::finish_new`] for a regular file just created,
     /// through its descriptor, doing only what creation did not: untarring
     /// makes thousands of files, and by path each step walked the whole
     /// path again. Returns the file's final metadata.
@@ -442,11 +442,16 @@ impl Overlay {
         caller: Caller,
     ) -> io::Result<(PathBuf, File, Metadata)> {
         let (rel, upper, whited) = self.begin_create(parent, name)?;
+        // With the permission bits asked for (set-id bits, if any, are set
+        // after the chown, which would clear them): where the server's
+        // umask is clear, as in its own process (see `super::serve_fd`),
+        // the file needs no chmod. The descriptor is for reading and
+        // writing whatever the mode says.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(mode & 0o777)
             .custom_flags(backing_flags(flags) & !libc::O_ACCMODE)
             .open(&upper)?;
         let meta = self.finish_new_file(&file, &upper, mode, caller)?;

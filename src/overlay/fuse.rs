@@ -24,8 +24,15 @@
 //! for writing, until the overlay's backing epoch says the node may have
 //! moved to another backing file. The kernel checks permissions and
 //! computes append offsets itself, so nothing of the caller's open is
-//! lost. Small reads go from one `pread` into a per-thread buffer that is
-//! reused, so the read path allocates nothing per request; reads of
+//! lost. A file just made by MKNOD is kept as the thread's file for
+//! writing it, and the requests that follow a create (the kernel's
+//! `security.capability` check before the first write, the SETATTR of its
+//! times) are answered through that descriptor too, without a path walk.
+//! A missing name is answered as a negative entry (node 0) with the TTL,
+//! which the kernel keeps like any other entry and replaces when the name
+//! is made through it. Small reads go from one `pread` into a per-thread
+//! buffer that is reused, so the read path allocates nothing per request;
+//! reads of
 //! [`MIN_SPLICE`] bytes or more are spliced from the backing file into
 //! `/dev/fuse` ([`super::splice`]), so the kernel copies each byte once.
 //! A listing is a snapshot taken at `opendir`, so a folder changing while
