@@ -32,9 +32,9 @@
 //! which the kernel keeps like any other entry and replaces when the name
 //! is made through it. Small reads go from one `pread` into a per-thread
 //! buffer that is reused, so the read path allocates nothing per request;
-//! reads of
-//! [`MIN_SPLICE`] bytes or more are spliced from the backing file into
-//! `/dev/fuse` ([`super::splice`]), so the kernel copies each byte once.
+//! reads of [`MIN_SPLICE`] bytes or more are spliced from the backing file
+//! into `/dev/fuse` ([`super::splice`]), so the kernel copies each byte
+//! once.
 //! A listing is a snapshot taken at `opendir`, so a folder changing while
 //! it is read neither repeats nor skips names.
 
