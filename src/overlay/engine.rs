@@ -473,13 +473,13 @@ impl Overlay {
             // The name was deleted from a lower: the new folder must not
             // show the old one's contents, so it is opaque from birth.
             let tmp = self.staging();
-            fs::create_dir(&tmp)?;
+            copyup::private_dir(&tmp)?;
             write_marker(&tmp.join(whiteout::OPAQUE))?;
             self.finish_new(&tmp, mode, caller, true)?;
             fs::rename(&tmp, &upper)?;
             remove_marker(&self.layers.whiteout_path(UPPER, &rel))?;
         } else {
-            fs::create_dir(&upper)?;
+            copyup::private_dir(&upper)?;
             self.finish_new(&upper, mode, caller, true)?;
         }
         self.folders_changed();
