@@ -340,6 +340,16 @@ fn statfs_inodes_symlinks_fifos_sockets() {
 }
 
 #[test]
+fn negative_entries_give_way_to_every_kind_of_create() {
+    overlay_case("negative");
+}
+
+#[test]
+fn files_made_like_tar_does_keep_their_data_mode_and_times() {
+    overlay_case("created");
+}
+
+#[test]
 fn posix_checks_pass_on_a_plain_dir_and_on_the_overlay() {
     let Some(h) = harness() else { return };
     let dir = h.dir("posix");

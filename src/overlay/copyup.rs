@@ -17,7 +17,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, lchown};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt, lchown};
 use std::path::Path;
 
 use nix::fcntl::AT_FDCWD;
@@ -34,7 +34,7 @@ use super::whiteout;
 pub fn copy_entry(src: &Path, meta: &Metadata, tmp: &Path, data: bool) -> io::Result<()> {
     let ft = meta.file_type();
     if ft.is_dir() {
-        fs::create_dir(tmp)?;
+        private_dir(tmp)?;
     } else if ft.is_file() {
         let mut out = OpenOptions::new()
             .write(true)
@@ -53,6 +53,13 @@ pub fn copy_entry(src: &Path, meta: &Metadata, tmp: &Path, data: bool) -> io::Re
         mknod(tmp, kind, Mode::from_bits_truncate(0o600), meta.rdev()).map_err(io::Error::from)?;
     }
     copy_meta(src, meta, tmp)
+}
+
+/// Makes a folder only the server may enter until its mode is set: the
+/// server's umask may be clear (see `super::serve_fd`), so a plain
+/// `create_dir` would leave it open to everyone meanwhile.
+pub fn private_dir(path: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().mode(0o700).create(path)
 }
 
 /// Gives `dst` the owner, mode, extended attributes and times of `src`.

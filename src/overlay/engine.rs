@@ -150,6 +150,18 @@ impl Overlay {
             .ok_or_else(|| errno(libc::ENOENT))
     }
 
+    /// [`Self::find`] for the entry's own metadata: a folder's merging
+    /// layers are not computed (see [`Layers::top_in`]).
+    fn find_top(&self, rel: &Path) -> io::Result<Found> {
+        let Some(parent) = rel.parent() else {
+            return self.layers.lookup(rel)?.ok_or_else(|| errno(libc::ENOENT));
+        };
+        let parent_layers = self.dir_layers(parent)?;
+        self.layers
+            .top_in(&parent_layers, rel)?
+            .ok_or_else(|| errno(libc::ENOENT))
+    }
+
     /// The merging layers of the folder `dir`, from the cache when current.
     fn dir_layers(&self, dir: &Path) -> io::Result<Vec<usize>> {
         let epoch = self.epoch.load(Ordering::Acquire);
@@ -346,12 +358,22 @@ impl Overlay {
     /// Prepares creating `parent/name`: copies the parent up and returns the
     /// new entry's path relative to the root and in the upper dir, and
     /// whether a whiteout stands there (the name was deleted from a lower).
+    ///
+    /// The parent's merging layers (cached) say what is known already: a
+    /// parent whose top layer is the upper dir needs no copy-up, and one
+    /// that merges nothing below the upper dir holds no whiteouts the
+    /// overlay wrote (it writes one only where a lower shows the name), so
+    /// neither is looked for on disk; creating a file in a folder made
+    /// through the mount costs no `statx`.
     fn begin_create(&self, parent: &Path, name: &OsStr) -> io::Result<(PathBuf, PathBuf, bool)> {
         Self::check_name(name)?;
-        self.copy_up(parent, true)?;
+        let parent_layers = self.dir_layers(parent)?;
+        if parent_layers.first() != Some(&UPPER) {
+            self.copy_up(parent, true)?;
+        }
         let rel = child(parent, name);
         let upper = self.layers.real(UPPER, &rel);
-        let whited = self.layers.whiteout_exists(UPPER, &rel);
+        let whited = parent_layers != [UPPER] && self.layers.whiteout_exists(UPPER, &rel);
         Ok((rel, upper, whited))
     }
 
@@ -377,7 +399,7 @@ impl Overlay {
         fs::set_permissions(upper, fs::Permissions::from_mode(mode))
     }
 
-    /// [`Self::finish_new`] for a regular file just created (mode 0600),
+    /// [`Self::finish_new`] for a regular file just created,
     /// through its descriptor, doing only what creation did not: untarring
     /// makes thousands of files, and by path each step walked the whole
     /// path again. Returns the file's final metadata.
@@ -420,11 +442,16 @@ impl Overlay {
         caller: Caller,
     ) -> io::Result<(PathBuf, File, Metadata)> {
         let (rel, upper, whited) = self.begin_create(parent, name)?;
+        // With the permission bits asked for (set-id bits, if any, are set
+        // after the chown, which would clear them): where the server's
+        // umask is clear, as in its own process (see `super::serve_fd`),
+        // the file needs no chmod. The descriptor is for reading and
+        // writing whatever the mode says.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(mode & 0o777)
             .custom_flags(backing_flags(flags) & !libc::O_ACCMODE)
             .open(&upper)?;
         let meta = self.finish_new_file(&file, &upper, mode, caller)?;
@@ -446,13 +473,13 @@ impl Overlay {
             // The name was deleted from a lower: the new folder must not
             // show the old one's contents, so it is opaque from birth.
             let tmp = self.staging();
-            fs::create_dir(&tmp)?;
+            copyup::private_dir(&tmp)?;
             write_marker(&tmp.join(whiteout::OPAQUE))?;
             self.finish_new(&tmp, mode, caller, true)?;
             fs::rename(&tmp, &upper)?;
             remove_marker(&self.layers.whiteout_path(UPPER, &rel))?;
         } else {
-            fs::create_dir(&upper)?;
+            copyup::private_dir(&upper)?;
             self.finish_new(&upper, mode, caller, true)?;
         }
         self.folders_changed();
@@ -708,7 +735,7 @@ impl Overlay {
     /// The metadata of node `ino`.
     pub fn stat(&self, ino: u64) -> io::Result<Metadata> {
         match self.path_of(ino) {
-            Ok(rel) => Ok(self.find(&rel)?.meta),
+            Ok(rel) => Ok(self.find_top(&rel)?.meta),
             Err(e) => match self.orphan(ino) {
                 Some(f) => f.metadata(),
                 None => Err(e),
@@ -754,16 +781,11 @@ impl Overlay {
         mtime: Option<SetTime>,
     ) -> io::Result<()> {
         let upper = self.copy_up_node(ino, true)?;
-        let spec = |t: Option<SetTime>| match t {
-            None => TimeSpec::UTIME_OMIT,
-            Some(SetTime::Now) => TimeSpec::UTIME_NOW,
-            Some(SetTime::At(s, ns)) => TimeSpec::new(s, ns),
-        };
         utimensat(
             AT_FDCWD,
             &upper,
-            &spec(atime),
-            &spec(mtime),
+            &time_spec(atime),
+            &time_spec(mtime),
             UtimensatFlags::NoFollowSymlink,
         )
         .map_err(io::Error::from)
@@ -777,6 +799,20 @@ impl Overlay {
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> io::Result<()> {
         let upper = self.copy_up_node(ino, true)?;
         sys::lremovexattr(&upper, name)
+    }
+}
+
+/// [`Overlay::utimens`] on an upper file the caller holds open for the
+/// node (a serving thread's descriptor for writing it): no path to walk.
+pub fn set_times(file: &File, atime: Option<SetTime>, mtime: Option<SetTime>) -> io::Result<()> {
+    nix::sys::stat::futimens(file, &time_spec(atime), &time_spec(mtime)).map_err(io::Error::from)
+}
+
+fn time_spec(t: Option<SetTime>) -> TimeSpec {
+    match t {
+        None => TimeSpec::UTIME_OMIT,
+        Some(SetTime::Now) => TimeSpec::UTIME_NOW,
+        Some(SetTime::At(s, ns)) => TimeSpec::new(s, ns),
     }
 }
 

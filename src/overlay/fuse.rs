@@ -24,20 +24,27 @@
 //! for writing, until the overlay's backing epoch says the node may have
 //! moved to another backing file. The kernel checks permissions and
 //! computes append offsets itself, so nothing of the caller's open is
-//! lost. Small reads go from one `pread` into a per-thread buffer that is
-//! reused, so the read path allocates nothing per request; reads of
-//! [`MIN_SPLICE`] bytes or more are spliced from the backing file into
-//! `/dev/fuse` ([`super::splice`]), so the kernel copies each byte once.
+//! lost. A file just made by MKNOD is kept as the thread's file for
+//! writing it, and the requests that follow a create (the kernel's
+//! `security.capability` check before the first write, the SETATTR of its
+//! times) are answered through that descriptor too, without a path walk.
+//! A missing name is answered as a negative entry (node 0) with the TTL,
+//! which the kernel keeps like any other entry and replaces when the name
+//! is made through it. Small reads go from one `pread` into a per-thread
+//! buffer that is reused, so the read path allocates nothing per request;
+//! reads of [`MIN_SPLICE`] bytes or more are spliced from the backing file
+//! into `/dev/fuse` ([`super::splice`]), so the kernel copies each byte
+//! once.
 //! A listing is a snapshot taken at `opendir`, so a folder changing while
 //! it is read neither repeats nor skips names.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, Metadata};
+use std::fs::{File, Metadata, Permissions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -50,7 +57,8 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::engine::{Caller, OpenDir, Overlay, SetTime};
+use super::engine::{self, Caller, OpenDir, Overlay, SetTime};
+use super::inodes::Seen;
 use super::layers::{UPPER, child};
 use super::splice::{MIN_SPLICE, Splicer};
 use super::sys;
@@ -75,7 +83,14 @@ struct Cached {
     ino: u64,
     epoch: u64,
     file: Arc<File>,
+    /// The node's upper file (not a kept-open orphan, which may be a lower
+    /// one): metadata may be read and changed through it.
+    upper: bool,
 }
+
+/// The slots of [`BACKING`].
+const READ: usize = 0;
+const WRITE: usize = 1;
 
 /// The overlay as a FUSE file system.
 #[derive(Debug)]
@@ -117,15 +132,24 @@ impl OverlayFs {
         self.ov.path_of(ino.0).map_err(Errno::from)
     }
 
-    /// Replies with a new entry: takes a reference on its node.
-    fn entry(&self, rel: &Path, meta: &Metadata, reply: ReplyEntry) {
-        let ino = self
-            .ov
+    /// Replies with an entry just made in the upper dir: takes a reference
+    /// on its node, and records where its data is (see [`Seen`]), with
+    /// the backing epoch read before it was made.
+    fn entry(&self, rel: &Path, meta: &Metadata, epoch: u64, reply: ReplyEntry) {
+        let ino = self.new_node(rel, epoch);
+        reply.entry(&TTL, &attr(ino, meta), Generation(0));
+    }
+
+    fn new_node(&self, rel: &Path, epoch: u64) -> u64 {
+        let seen = Seen {
+            layer: UPPER,
+            epoch,
+        };
+        self.ov
             .inodes
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .lookup(rel, None, None);
-        reply.entry(&TTL, &attr(ino, meta), Generation(0));
+            .lookup(rel, None, Some(seen))
     }
 
     fn forget_node(&self, ino: u64, count: u64) {
@@ -139,24 +163,55 @@ impl OverlayFs {
         // the entry stale, never a stale file marked current.
         let epoch = self.ov.backing_epoch();
         BACKING.with_borrow_mut(|slots| {
-            let slot = &mut slots[usize::from(write)];
+            let slot = &mut slots[if write { WRITE } else { READ }];
             if let Some(c) = slot
                 && c.ino == ino
                 && c.epoch == epoch
             {
                 return Ok(c.file.clone());
             }
-            let file = if write {
-                self.ov.open_backing(ino, true)?
+            let (file, upper) = if write {
+                let orphan = self.ov.orphan(ino).is_some();
+                (self.ov.open_backing(ino, true)?, !orphan)
             } else {
-                LAST_DIR.with_borrow_mut(|dir| self.ov.open_for_read(ino, dir))?
+                let file = LAST_DIR.with_borrow_mut(|dir| self.ov.open_for_read(ino, dir))?;
+                (file, false)
             };
             *slot = Some(Cached {
                 ino,
                 epoch,
                 file: file.clone(),
+                upper,
             });
             Ok(file)
+        })
+    }
+
+    /// Keeps a file just created in the upper dir as this thread's file for
+    /// writing node `ino` (`epoch`: read before it was created): the WRITE,
+    /// the `security.capability` check before it and the SETATTR of its
+    /// times that follow a create (what `tar x` does) then use it instead
+    /// of finding and opening the file by path, each.
+    fn hold_for_write(&self, ino: u64, epoch: u64, file: File) {
+        BACKING.with_borrow_mut(|slots| {
+            slots[WRITE] = Some(Cached {
+                ino,
+                epoch,
+                file: Arc::new(file),
+                upper: true,
+            });
+        });
+    }
+
+    /// This thread's descriptor of node `ino`'s upper file, if it holds one
+    /// that is still current (see [`Self::backing`]).
+    fn held_upper(&self, ino: u64) -> Option<Arc<File>> {
+        let epoch = self.ov.backing_epoch();
+        BACKING.with_borrow(|slots| {
+            slots[WRITE]
+                .as_ref()
+                .filter(|c| c.ino == ino && c.epoch == epoch && c.upper)
+                .map(|c| c.file.clone())
         })
     }
 
@@ -222,6 +277,27 @@ pub fn attr(ino: u64, m: &Metadata) -> FileAttr {
         gid: m.gid(),
         rdev: m.rdev() as u32,
         blksize: m.blksize() as u32,
+        flags: 0,
+    }
+}
+
+/// The attributes of a negative entry (node 0), which the kernel ignores.
+fn absent() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
         flags: 0,
     }
 }
@@ -329,8 +405,18 @@ impl Filesystem for OverlayFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let parent = path_or!(self, reply, parent);
-        let (ino, meta) = tri!(reply, self.ov.lookup(&parent, name));
-        reply.entry(&TTL, &attr(ino, &meta), Generation(0));
+        match self.ov.lookup(&parent, name) {
+            Ok((ino, meta)) => reply.entry(&TTL, &attr(ino, &meta), Generation(0)),
+            // A name that is not there is answered as an entry of node 0,
+            // which the kernel keeps as a negative entry for the TTL (an
+            // ENOENT it would forget at once): the next stat or open of the
+            // name asks nothing. A name can only appear through the kernel
+            // (create, mkdir, link, rename), which replaces that entry.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                reply.entry(&TTL, &absent(), Generation(0));
+            }
+            Err(e) => reply.error(e.into()),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -362,24 +448,48 @@ impl Filesystem for OverlayFs {
         reply: ReplyAttr,
     ) {
         let ino = ino.0;
+        // A file this thread holds open in the upper dir is changed through
+        // its descriptor (no copy-up to check, no path to walk).
+        let held = self.held_upper(ino);
         if let Some(size) = size {
-            tri!(reply, self.ov.truncate(ino, size));
+            tri!(
+                reply,
+                match &held {
+                    Some(f) => f.set_len(size),
+                    None => self.ov.truncate(ino, size),
+                }
+            );
         }
         if uid.is_some() || gid.is_some() {
             tri!(reply, self.ov.chown(ino, uid, gid));
         }
         // After chown, which clears set-id bits the caller may set again.
         if let Some(mode) = mode {
-            tri!(reply, self.ov.chmod(ino, mode));
-        }
-        if atime.is_some() || mtime.is_some() {
             tri!(
                 reply,
-                self.ov
-                    .utimens(ino, atime.map(set_time), mtime.map(set_time))
+                match &held {
+                    Some(f) => f.set_permissions(Permissions::from_mode(mode & 0o7777)),
+                    None => self.ov.chmod(ino, mode),
+                }
             );
         }
-        let meta = tri!(reply, self.ov.stat(ino));
+        if atime.is_some() || mtime.is_some() {
+            let (atime, mtime) = (atime.map(set_time), mtime.map(set_time));
+            tri!(
+                reply,
+                match &held {
+                    Some(f) => engine::set_times(f, atime, mtime),
+                    None => self.ov.utimens(ino, atime, mtime),
+                }
+            );
+        }
+        let meta = tri!(
+            reply,
+            match &held {
+                Some(f) => f.metadata(),
+                None => self.ov.stat(ino),
+            }
+        );
         reply.attr(&TTL, &attr(ino, &meta));
     }
 
@@ -401,21 +511,23 @@ impl Filesystem for OverlayFs {
     ) {
         let parent = path_or!(self, reply, parent);
         let mode = mode & !umask | (mode & libc::S_IFMT);
-        let (rel, meta) = if mode & libc::S_IFMT == libc::S_IFREG {
-            let (rel, _file, meta) = tri!(
-                reply,
-                self.ov
-                    .create(&parent, name, mode, libc::O_RDONLY, caller(req))
-            );
-            (rel, meta)
-        } else {
-            tri!(
+        let epoch = self.ov.backing_epoch();
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            let (rel, meta) = tri!(
                 reply,
                 self.ov
                     .mknod(&parent, name, mode, u64::from(rdev), caller(req))
-            )
-        };
-        self.entry(&rel, &meta, reply);
+            );
+            return self.entry(&rel, &meta, epoch, reply);
+        }
+        let (rel, file, meta) = tri!(
+            reply,
+            self.ov
+                .create(&parent, name, mode, libc::O_RDONLY, caller(req))
+        );
+        let ino = self.new_node(&rel, epoch);
+        self.hold_for_write(ino, epoch, file);
+        reply.entry(&TTL, &attr(ino, &meta), Generation(0));
     }
 
     fn mkdir(
@@ -428,11 +540,12 @@ impl Filesystem for OverlayFs {
         reply: ReplyEntry,
     ) {
         let parent = path_or!(self, reply, parent);
+        let epoch = self.ov.backing_epoch();
         let (rel, meta) = tri!(
             reply,
             self.ov.mkdir(&parent, name, mode & !umask, caller(req))
         );
-        self.entry(&rel, &meta, reply);
+        self.entry(&rel, &meta, epoch, reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -456,11 +569,12 @@ impl Filesystem for OverlayFs {
         reply: ReplyEntry,
     ) {
         let parent = path_or!(self, reply, parent);
+        let epoch = self.ov.backing_epoch();
         let (rel, meta) = tri!(
             reply,
             self.ov.symlink(&parent, link_name, target, caller(req))
         );
-        self.entry(&rel, &meta, reply);
+        self.entry(&rel, &meta, epoch, reply);
     }
 
     fn rename(
@@ -496,8 +610,9 @@ impl Filesystem for OverlayFs {
         reply: ReplyEntry,
     ) {
         let new_parent = path_or!(self, reply, newparent);
+        let epoch = self.ov.backing_epoch();
         let (rel, meta) = tri!(reply, self.ov.link(ino.0, &new_parent, newname));
-        self.entry(&rel, &meta, reply);
+        self.entry(&rel, &meta, epoch, reply);
     }
 
     /// ENOSYS: the kernel then opens files without asking (see the module
@@ -736,9 +851,16 @@ impl Filesystem for OverlayFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let path = tri!(reply, self.ov.backing(ino.0));
         let mut buf = vec![0u8; size as usize];
-        let got = sys::lgetxattr(&path, name, &mut buf);
+        // The kernel asks for `security.capability` before the first write
+        // of every file: for one just created, this thread holds it open.
+        let got = match self.held_upper(ino.0) {
+            Some(f) => sys::fgetxattr(&*f, name, &mut buf),
+            None => {
+                let path = tri!(reply, self.ov.backing(ino.0));
+                sys::lgetxattr(&path, name, &mut buf)
+            }
+        };
         reply_xattr(size, got, &buf, reply);
     }
 

@@ -143,12 +143,28 @@ impl Layers {
     /// Finds the child `rel` of a folder whose merging layers are
     /// `parent_layers`: one step of a lookup.
     pub fn lookup_in(&self, parent_layers: &[usize], rel: &Path) -> io::Result<Option<Found>> {
+        self.search(parent_layers, rel, true)
+    }
+
+    /// [`Self::lookup_in`] for the entry's own metadata only: a folder's
+    /// merging layers are left out (empty), which spares a probe of every
+    /// layer below it and of their opaque markers (a `stat` of a folder).
+    pub fn top_in(&self, parent_layers: &[usize], rel: &Path) -> io::Result<Option<Found>> {
+        self.search(parent_layers, rel, false)
+    }
+
+    fn search(
+        &self,
+        parent_layers: &[usize],
+        rel: &Path,
+        merge: bool,
+    ) -> io::Result<Option<Found>> {
         let name = rel.file_name().unwrap_or_default();
         if whiteout::is_marker(name) {
             return Ok(None);
         }
         let mut found: Option<Found> = None;
-        for &layer in parent_layers {
+        for (i, &layer) in parent_layers.iter().enumerate() {
             let path = self.real(layer, rel);
             match fs::symlink_metadata(&path) {
                 Ok(meta) => match &mut found {
@@ -159,7 +175,7 @@ impl Layers {
                             meta,
                             dir_layers: Vec::new(),
                         });
-                        if !is_dir {
+                        if !is_dir || !merge {
                             break;
                         }
                         let f = found.as_mut().expect("just set");
@@ -179,8 +195,10 @@ impl Layers {
                         }
                     }
                 },
+                // A whiteout in the parent's last merging layer would hide
+                // only layers the parent does not merge: not looked for.
                 Err(e) if is_absent(&e) => {
-                    if self.whiteout_exists(layer, rel) {
+                    if i + 1 < parent_layers.len() && self.whiteout_exists(layer, rel) {
                         break;
                     }
                 }
@@ -391,6 +409,17 @@ mod tests {
             (0, "d/.wh.c"),
         ]);
         assert_eq!(names(&f, "d"), vec!["a@1", "b@1", "e@0"]);
+    }
+
+    #[test]
+    fn top_in_finds_the_same_entry_without_merging() {
+        let f = fixture(&[(2, "d/x"), (1, "d/"), (0, "d/"), (1, ".wh.e"), (2, "e")]);
+        let all = [0, 1, 2];
+        let merged = f.layers.lookup_in(&all, Path::new("d")).unwrap().unwrap();
+        let top = f.layers.top_in(&all, Path::new("d")).unwrap().unwrap();
+        assert_eq!((merged.layer, merged.dir_layers), (0, vec![0, 1, 2]));
+        assert_eq!((top.layer, top.dir_layers), (0, vec![]));
+        assert!(f.layers.top_in(&all, Path::new("e")).unwrap().is_none());
     }
 
     #[test]

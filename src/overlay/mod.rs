@@ -265,12 +265,24 @@ pub fn mount_with(opts: &Options, mountpoint: &Path) -> Result<MountHandle, Over
 /// unmounted. Access control is left to the kernel, which applied the
 /// mount's options.
 pub fn serve_fd(fd: OwnedFd, opts: &Options) -> Result<(), OverlayError> {
+    clear_umask();
     let fs = opts.build()?;
     let slot = fs.splice_slot();
     let session =
         Session::from_fd(fs, fd, SessionACL::All, opts.config()).map_err(OverlayError::Serve)?;
     enable_splice(&slot, &session);
     session.run().map_err(OverlayError::Serve)
+}
+
+/// Clears the umask of a process that does nothing but serve the overlay
+/// ([`serve_fd`], [`Server`]): the kernel already applied the caller's to
+/// the mode of every MKNOD and MKDIR, so with the server's own cleared a
+/// new file is created with its final mode, without a chmod after. (Every
+/// other entry the server makes gets its mode set explicitly.) A mount
+/// served from threads of a shared process ([`mount`]) leaves its umask
+/// alone and pays for the chmod.
+fn clear_umask() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 }
 
 /// Lets the file system answer large reads by splice on the session's
@@ -301,6 +313,7 @@ impl Server {
     /// Mounts the overlay; serves nothing until [`Server::run`].
     pub fn mount(opts: &Options, mountpoint: &Path) -> Result<Server, OverlayError> {
         probe()?;
+        clear_umask();
         let fs = opts.build()?;
         let slot = fs.splice_slot();
         let session = Session::new(fs, mountpoint, &opts.config())

@@ -1,12 +1,13 @@
 //! The extended-attribute system calls, which neither std nor `nix` wraps.
 //!
 //! Every `unsafe` block of the overlay lives here, one small function each.
-//! All four work on the path itself, never following a final symlink (the
+//! The path ones work on the path itself, never following a final symlink (the
 //! `l*` variants), as the overlay must report a symlink's own attributes.
 #![allow(unsafe_code)]
 
 use std::ffi::{CString, OsStr};
 use std::io;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -29,6 +30,17 @@ pub fn lgetxattr(path: &Path, name: &OsStr, buf: &mut [u8]) -> io::Result<usize>
     // kernel writes at most `buf.len()` bytes to `buf`, and a zero length
     // with a dangling-but-aligned pointer is the documented size query.
     check(unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+/// [`lgetxattr`] on an open file: a descriptor a serving thread holds for
+/// a node answers without walking its path.
+pub fn fgetxattr(file: &impl AsFd, name: &OsStr, buf: &mut [u8]) -> io::Result<usize> {
+    let n = cstr(name)?;
+    let fd = file.as_fd().as_raw_fd();
+    // SAFETY: `fd` is open for the whole call (borrowed from `file`), `n` is
+    // NUL-terminated and lives across it, and the kernel writes at most
+    // `buf.len()` bytes to `buf` (a zero length is the size query).
+    check(unsafe { libc::fgetxattr(fd, n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
 }
 
 /// Lists the attribute names (NUL-separated) into `buf`; an empty `buf` asks

@@ -422,7 +422,102 @@ def check_misc(m, base):
     lowers_untouched(base)
 
 
+def check_negative(m, base):
+    """Names looked up while missing are cached by the kernel as negative
+    entries; every way of making the name must still show it."""
+    os.mkdir(f"{m}/neg")
+    routes = {
+        "open": lambda p: write(p, "o"),
+        "excl": lambda p: os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)),
+        "mkdir": lambda p: os.mkdir(p),
+        "symlink": lambda p: os.symlink("target", p),
+        "link": lambda p: os.link(f"{m}/neg/src-link", p),
+        "rename": lambda p: os.rename(f"{m}/neg/src-rename", p),
+        "fifo": lambda p: os.mkfifo(p),
+    }
+    write(f"{m}/neg/src-link", "l")
+    write(f"{m}/neg/src-rename", "r")
+    for name, make in routes.items():
+        p = f"{m}/neg/{name}"
+        for _ in range(2):
+            assert not os.path.lexists(p), p
+            expect_errno(errno.ENOENT, os.stat, p)
+        make(p)
+        assert os.path.lexists(p), f"{name}: made, yet not found"
+        assert name in os.listdir(f"{m}/neg")
+    assert read(f"{m}/neg/link") == "l" and read(f"{m}/neg/rename") == "r"
+    assert not os.path.lexists(f"{m}/neg/src-rename")
+    # In a lower folder: a name whited out, looked up, made again.
+    os.unlink(f"{m}/etc/hosts")
+    expect_errno(errno.ENOENT, os.stat, f"{m}/etc/hosts")
+    write(f"{m}/etc/hosts", "back\n")
+    assert read(f"{m}/etc/hosts") == "back\n"
+    # A lower name never looked up before its folder is removed and remade.
+    expect_errno(errno.ENOENT, os.stat, f"{m}/d/sub/none")
+    os.unlink(f"{m}/d/sub/x")
+    os.rmdir(f"{m}/d/sub")
+    os.mkdir(f"{m}/d/sub")
+    write(f"{m}/d/sub/none", "n")
+    assert os.listdir(f"{m}/d/sub") == ["none"]
+    # Markers stay invisible and cannot be made.
+    expect_errno(errno.ENOENT, os.stat, f"{m}/etc/.wh.gone")
+    expect_errno(errno.EINVAL, write, f"{m}/etc/.wh.gone", "")
+    lowers_untouched(base)
+
+
+def check_created(m, base):
+    """Files made through the mount, as tar makes them (create, write, set
+    the times through the descriptor): the server serves the steps after
+    the create from the file it made."""
+    when = 1_500_000_000_123_456_789
+    places = {
+        "new": f"{m}/new",  # a folder made through the mount: upper only
+        "merged": f"{m}/d",  # upper and lower folders merged
+        "lower": f"{m}/tree/a",  # a lower folder, copied up by the create
+    }
+    os.mkdir(places["new"])
+    for where, d in places.items():
+        for i, mode in enumerate((0o644, 0o600, 0o444, 0o755)):
+            p = f"{d}/c{i}"
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            os.write(fd, f"{where}-{i}".encode() * 100)
+            os.utime(fd, ns=(when, when + i))
+            st = os.fstat(fd)
+            os.close(fd)
+            assert st.st_mtime_ns == when + i, (p, st.st_mtime_ns)
+            st = os.stat(p)
+            assert stat.S_IMODE(st.st_mode) == mode, (p, oct(st.st_mode))
+            assert st.st_mtime_ns == when + i and st.st_size == len(f"{where}-{i}") * 100
+            assert read(p) == f"{where}-{i}" * 100
+            assert read(f"{base}/upper/{os.path.relpath(p, m)}") == f"{where}-{i}" * 100
+        try:
+            os.getxattr(f"{d}/c0", "security.capability")
+            raise AssertionError("a new file has no capabilities")
+        except OSError as e:
+            assert e.errno in (errno.ENODATA, errno.ENOTSUP), e
+    # Changed again after other files were made in between, and after a
+    # rename: the server must find the file, not the one it made last.
+    os.utime(f"{m}/new/c0", ns=(when, when + 10))
+    os.rename(f"{m}/new/c1", f"{m}/new/moved")
+    os.truncate(f"{m}/new/moved", 3)
+    os.chmod(f"{m}/new/moved", 0o640)
+    os.utime(f"{m}/new/moved", ns=(when, when + 11))
+    st = os.stat(f"{m}/new/moved")
+    assert (st.st_mtime_ns, st.st_size, stat.S_IMODE(st.st_mode)) == (when + 11, 3, 0o640), st
+    assert os.stat(f"{m}/new/c0").st_mtime_ns == when + 10
+    # Made, then replaced by a rename over it, then changed through its name.
+    write(f"{m}/new/a", "a")
+    write(f"{m}/new/b", "b")
+    os.rename(f"{m}/new/b", f"{m}/new/a")
+    os.utime(f"{m}/new/a", ns=(when, when + 12))
+    assert read(f"{m}/new/a") == "b" and os.stat(f"{m}/new/a").st_mtime_ns == when + 12
+    assert not os.path.exists(f"{base}/upper/d/.wh.c0")
+    lowers_untouched(base)
+
+
 OVERLAY = {
+    "negative": check_negative,
+    "created": check_created,
     "copy_up": check_copy_up,
     "whiteouts": check_whiteouts,
     "opaque": check_opaque,
@@ -453,6 +548,13 @@ def after(case, base):
     elif case == "hardlinks":
         assert os.stat(f"{up}/hl/two").st_ino == os.stat(f"{up}/hl/three").st_ino
         assert os.path.exists(f"{up}/hl/.wh.one")
+    elif case == "created":
+        assert sorted(os.listdir(f"{up}/new")) == ["a", "c0", "c2", "c3", "moved"]
+        assert not [n for n in os.listdir(f"{up}/d") if n.startswith(".wh.")]
+    elif case == "negative":
+        assert read(f"{up}/etc/hosts") == "back\n"
+        assert not os.path.exists(f"{up}/etc/.wh.hosts")
+        assert os.path.exists(f"{up}/d/sub/.wh..wh..opq")
     leftovers = os.listdir(f"{base}/work")
     assert leftovers == [], f"staging leftovers: {leftovers}"
     lowers_untouched(base)
