@@ -17,7 +17,8 @@
 use std::time::{Duration, Instant};
 
 /// The longest window: events further apart than this are slept through.
-const MAX_WINDOW: Duration = Duration::from_micros(100);
+/// (KVM's default for halt-polling is the same.)
+const MAX_WINDOW: Duration = Duration::from_micros(200);
 /// The first window after a quick wake-up; below it the window closes.
 const MIN_WINDOW: Duration = Duration::from_micros(10);
 
@@ -132,10 +133,11 @@ mod tests {
         let mut spin = Spin::default();
         let mut now = Instant::now();
         for _ in 0..10 {
-            event_after(&mut spin, &mut now, Duration::from_micros(90));
+            event_after(&mut spin, &mut now, MAX_WINDOW - Duration::from_micros(10));
         }
         assert_eq!(spin.window(), MAX_WINDOW);
-        for _ in 0..4 {
+        // Halved each time: 100, 50, 25, 12.5, then closed.
+        for _ in 0..5 {
             event_after(&mut spin, &mut now, Duration::from_millis(5));
         }
         assert_eq!(spin.window(), Duration::ZERO);
