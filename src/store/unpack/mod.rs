@@ -53,6 +53,11 @@ pub struct Stats {
 /// most files.
 const COPY_BUFFER: usize = 256 << 10;
 
+/// Files at least this large start their writeback as soon as they are
+/// written (see [`super::sys::start_writeback`]); smaller ones are left to
+/// the layer's flush, which writes them together.
+const WRITEBACK_FROM: u64 = 256 << 10;
+
 /// Unpacks a plain tar stream, up to its end-of-archive marker, into the
 /// existing folder `dest`.
 pub fn unpack_tar(tar: impl Read, dest: &Path, owners: Owners) -> Result<Stats, LayerError> {
@@ -172,7 +177,11 @@ impl Unpacker {
 
     fn file(&mut self, data: &mut impl Read, path: &RelPath, meta: Meta) -> io::Result<()> {
         let file = self.tree.create_file(path, meta.mode)?;
-        copy_contents(data, &file, &mut self.buffer)?;
+        let written = copy_contents(data, &file, &mut self.buffer)?;
+        if written >= WRITEBACK_FROM {
+            // Best effort: a failure here is only a later, longer flush.
+            let _ = super::sys::start_writeback(&file, 0, 0);
+        }
         let chowned = self.apply_ids(&file, meta.ids)?;
         // openat's mode went through the umask; a chown cleared setuid and
         // setgid; the kernel may drop setgid for a group we are not in.
@@ -311,15 +320,17 @@ fn link_target<R: Read>(entry: &tar::Entry<'_, R>, name: &[u8]) -> Result<RelPat
 
 /// Copies an entry's contents into `file` through `buffer`, filled before
 /// each write: one `write` per buffer, whatever sizes the stream reads in.
-fn copy_contents(data: &mut impl Read, mut file: &File, buffer: &mut [u8]) -> io::Result<()> {
+fn copy_contents(data: &mut impl Read, mut file: &File, buffer: &mut [u8]) -> io::Result<u64> {
+    let mut written = 0;
     loop {
         let n = super::layer::read_up_to(data, buffer)?;
         if n == 0 {
-            return Ok(());
+            return Ok(written);
         }
         file.write_all(&buffer[..n])?;
+        written += n as u64;
         if n < buffer.len() {
-            return Ok(());
+            return Ok(written);
         }
     }
 }
