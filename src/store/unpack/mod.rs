@@ -55,8 +55,11 @@ const COPY_BUFFER: usize = 256 << 10;
 
 /// Files at least this large start their writeback as soon as they are
 /// written (see [`super::sys::start_writeback`]); smaller ones are left to
-/// the layer's flush, which writes them together.
-const WRITEBACK_FROM: u64 = 256 << 10;
+/// the layer's flush, which writes them together. In a Debian rootfs the
+/// files from 64 KiB up are one file in fifteen and two thirds of the
+/// bytes; the flush of a one-layer image took 40-69 ms with 256 KiB here,
+/// 24-29 ms with 64 KiB and 18-24 ms with 16 KiB (four times the calls).
+const WRITEBACK_FROM: u64 = 64 << 10;
 
 /// Unpacks a plain tar stream, up to its end-of-archive marker, into the
 /// existing folder `dest`.
