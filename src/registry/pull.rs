@@ -255,10 +255,14 @@ fn download_all(
     repo: &str,
     what: &str,
     source: &str,
-    jobs: Vec<Job>,
+    mut jobs: Vec<Job>,
     out: &Progress,
 ) -> Result<HashMap<usize, Option<u64>>> {
     let workers = jobs.len().min(PARALLEL_DOWNLOADS);
+    // Largest first: the biggest layer is the longest chain of work (its
+    // tar stream is hashed on one core), so it must not start behind the
+    // small ones when there are more layers than workers.
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.layer.size));
     let queue = Mutex::new(jobs.into_iter());
     let failed = AtomicBool::new(false);
     let done = Mutex::new(HashMap::new());

@@ -16,7 +16,7 @@
 //! digest would only confirm a layer that is not kept.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel as unbounded, sync_channel};
 use std::thread::{Scope, ScopedJoinHandle};
 
@@ -82,11 +82,11 @@ pub fn pump(
     drain: Drain,
 ) -> (u64, io::Result<()>) {
     let mut size = 0;
-    let mut out = copy.map(|f| BufWriter::with_capacity(CHUNK, f));
+    let mut out = copy.map(BlobCopy::new);
     let result = loop {
         let mut chunk = to.buffer();
         let n = match super::layer::read_up_to(&mut input, &mut chunk) {
-            Ok(0) => break out.as_mut().map_or(Ok(()), Write::flush),
+            Ok(0) => break Ok(()),
             Ok(n) => n,
             Err(e) => {
                 to.fail(&e);
@@ -95,7 +95,7 @@ pub fn pump(
         };
         chunk.truncate(n);
         size += n as u64;
-        if let Some(Err(e)) = out.as_mut().map(|o| o.write_all(&chunk)) {
+        if let Some(Err(e)) = out.as_mut().map(|o| o.append(&chunk)) {
             break Err(e);
         }
         if !to.send(chunk) && drain == Drain::Stop {
@@ -103,6 +103,41 @@ pub fn pump(
         }
     };
     (size, result)
+}
+
+/// The copy a pump keeps (a layer's blob), written back to disk as it
+/// grows: the flush before the layer is renamed into the store then finds
+/// it written already, instead of starting on it then.
+struct BlobCopy<'a> {
+    file: &'a File,
+    written: u64,
+    /// Where the last writeback started.
+    flushed: u64,
+}
+
+/// Bytes written between two writeback starts.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+impl<'a> BlobCopy<'a> {
+    fn new(file: &'a File) -> BlobCopy<'a> {
+        BlobCopy {
+            file,
+            written: 0,
+            flushed: 0,
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut file = self.file;
+        file.write_all(bytes)?;
+        self.written += bytes.len() as u64;
+        if self.written - self.flushed >= WRITEBACK_STEP {
+            // Best effort: a failure here is only a later, longer flush.
+            let _ = super::sys::start_writeback(file, self.flushed, self.written - self.flushed);
+            self.flushed = self.written;
+        }
+        Ok(())
+    }
 }
 
 impl ChunkSender {

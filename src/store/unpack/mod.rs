@@ -53,6 +53,14 @@ pub struct Stats {
 /// most files.
 const COPY_BUFFER: usize = 256 << 10;
 
+/// Files at least this large start their writeback as soon as they are
+/// written (see [`super::sys::start_writeback`]); smaller ones are left to
+/// the layer's flush, which writes them together. In a Debian rootfs the
+/// files from 64 KiB up are one file in fifteen and two thirds of the
+/// bytes; the flush of a one-layer image took 40-69 ms with 256 KiB here,
+/// 24-29 ms with 64 KiB and 18-24 ms with 16 KiB (four times the calls).
+const WRITEBACK_FROM: u64 = 64 << 10;
+
 /// Unpacks a plain tar stream, up to its end-of-archive marker, into the
 /// existing folder `dest`.
 pub fn unpack_tar(tar: impl Read, dest: &Path, owners: Owners) -> Result<Stats, LayerError> {
@@ -172,7 +180,11 @@ impl Unpacker {
 
     fn file(&mut self, data: &mut impl Read, path: &RelPath, meta: Meta) -> io::Result<()> {
         let file = self.tree.create_file(path, meta.mode)?;
-        copy_contents(data, &file, &mut self.buffer)?;
+        let written = copy_contents(data, &file, &mut self.buffer)?;
+        if written >= WRITEBACK_FROM {
+            // Best effort: a failure here is only a later, longer flush.
+            let _ = super::sys::start_writeback(&file, 0, 0);
+        }
         let chowned = self.apply_ids(&file, meta.ids)?;
         // openat's mode went through the umask; a chown cleared setuid and
         // setgid; the kernel may drop setgid for a group we are not in.
@@ -311,15 +323,17 @@ fn link_target<R: Read>(entry: &tar::Entry<'_, R>, name: &[u8]) -> Result<RelPat
 
 /// Copies an entry's contents into `file` through `buffer`, filled before
 /// each write: one `write` per buffer, whatever sizes the stream reads in.
-fn copy_contents(data: &mut impl Read, mut file: &File, buffer: &mut [u8]) -> io::Result<()> {
+fn copy_contents(data: &mut impl Read, mut file: &File, buffer: &mut [u8]) -> io::Result<u64> {
+    let mut written = 0;
     loop {
         let n = super::layer::read_up_to(data, buffer)?;
         if n == 0 {
-            return Ok(());
+            return Ok(written);
         }
         file.write_all(&buffer[..n])?;
+        written += n as u64;
         if n < buffer.len() {
-            return Ok(());
+            return Ok(written);
         }
     }
 }
