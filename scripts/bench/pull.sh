@@ -19,9 +19,17 @@
 #   RUNS=N          rounds (default 5)
 #   BENCH_USER=NAME unprivileged user to measure as (default burrow-test)
 #   BENCH_DIR=DIR   scratch and cache folder (default /tmp/burrow-bench-pull)
+#   SETTLE=S        seconds of rest after the `sync` before each run (default 2)
+#
+# Fairness: every run starts after a `sync` and SETTLE seconds of rest,
+# outside the timing. burrow ends each layer with a `syncfs` (a pulled layer
+# must survive a crash); without the `sync` it would also write back what
+# the run before it left in the page cache (skopeo's 77 MB copy, Podman's
+# layers, which Podman does not flush), and be timed for it.
 set -euo pipefail
 
 RUNS=${RUNS:-5}
+SETTLE=${SETTLE:-2}
 BENCH_USER=${BENCH_USER:-burrow-test}
 BENCH_DIR=${BENCH_DIR:-/tmp/burrow-bench-pull}
 SAFE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -141,6 +149,8 @@ home=$(getent passwd "$BENCH_USER" | cut -d: -f6)
 measure() {
     local name=$1 round=$2; shift 2
     local dir=$work/$name-$round
+    sync
+    sleep "$SETTLE"
     runuser -u "$BENCH_USER" -- env -i HOME="$home" PATH="$SAFE_PATH" bash -c '
         d=$1; shift
         mkdir -p "$d"; cd "$d"
