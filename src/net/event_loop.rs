@@ -30,7 +30,6 @@ use super::icmp::{Outcome, Pinger};
 use super::nsock::Supply;
 use super::publish::HostSocket;
 use super::relay::{self, Pipes, Relay, Side};
-use super::spin::Spin;
 use super::stack::{self, Datagram, DatagramKind, Event, Stack};
 use super::{BoundPorts, NetConfig, NetError, PortMapping};
 
@@ -63,9 +62,6 @@ const MAX_OPENING: usize = 8;
 const OPENING_GRACE: Duration = Duration::from_secs(1);
 /// Accepted `-p` clients waiting for their turn, per port.
 const MAX_WAITING: usize = 4096;
-/// Bulk transfers keep every CPU busy already, where polling would only
-/// take one from the programs at both ends (see `spin.rs`).
-const BULK_TURN: usize = 64 * 1024;
 
 enum Flow {
     Tcp(TcpFlow),
@@ -152,12 +148,6 @@ pub struct EventLoop {
     /// is in use.
     supply: Option<Supply>,
     pipes: Pipes,
-    /// Bytes read from the TAP and moved by relays in this turn: a turn
-    /// that moves [`BULK_TURN`] or more stops the polling before sleep.
-    turn_bytes: usize,
-    /// Whether a relay that has moved bulk data was served in this turn
-    /// (it stops the polling as well: its next turn may move little).
-    bulk_relay: bool,
     /// Flows on the kernel path.
     relays: usize,
 }
@@ -251,8 +241,6 @@ impl EventLoop {
             waiting: (0..count).map(|_| Default::default()).collect(),
             supply,
             pipes: Pipes::default(),
-            turn_bytes: 0,
-            bulk_relay: false,
             relays: 0,
         })
     }
@@ -263,16 +251,13 @@ impl EventLoop {
 
     pub fn run(mut self) -> Result<(), NetError> {
         let mut events = Events::with_capacity(256);
-        // Polls for a moment before sleeping while events come close together.
-        let mut spin = Spin::default();
         loop {
-            let timeout = spin.timeout(self.timeout(), StdInstant::now());
+            let timeout = self.timeout();
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(io_err("wait for events")(err)),
             }
-            spin.woke(!events.is_empty(), StdInstant::now());
             for event in events.iter() {
                 match event.token() {
                     TAP => self.tap_readable = true,
@@ -297,10 +282,6 @@ impl EventLoop {
                 }
             }
             self.turn();
-            let bulk = std::mem::take(&mut self.bulk_relay);
-            if std::mem::take(&mut self.turn_bytes) >= BULK_TURN || bulk {
-                spin.close();
-            }
         }
     }
 
@@ -356,7 +337,6 @@ impl EventLoop {
                 }
                 Ok(n) => {
                     frame.set_tap_len(n);
-                    self.turn_bytes += n;
                     if let Some(dgram) = self.stack.ingress(frame) {
                         self.datagram_out(dgram);
                     }
@@ -869,10 +849,7 @@ impl EventLoop {
         let Some(Some(Flow::Relay(relay))) = self.flows.get_mut(i) else {
             return;
         };
-        let before = relay.moved();
         let mut status = relay.pump(&mut self.pipes);
-        self.turn_bytes += (relay.moved() - before) as usize;
-        self.bulk_relay |= relay.bulk();
         if status == relay::Status::Failed {
             relay.reset();
         }

@@ -72,7 +72,6 @@ mod netlink;
 mod nsock;
 mod publish;
 mod relay;
-mod spin;
 mod stack;
 mod wire;
 

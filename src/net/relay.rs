@@ -193,16 +193,6 @@ impl Relay {
         (check(&mut self.host_ready), check(&mut self.inner_ready))
     }
 
-    /// Whether a direction has turned to splicing (see [`SMALL`]).
-    pub fn bulk(&self) -> bool {
-        self.up.bulk || self.down.bulk
-    }
-
-    /// Bytes moved so far, both ways.
-    pub fn moved(&self) -> u64 {
-        self.up.moved + self.down.moved
-    }
-
     /// Whether the container has answered (or had its grace time): the
     /// same rule as the userspace path's, see `event_loop::MAX_OPENING`.
     pub fn opened(&self, grace: std::time::Duration) -> bool {
