@@ -141,25 +141,27 @@ impl Overlay {
 
     /// Finds `rel` in the merged view, or ENOENT.
     pub fn find(&self, rel: &Path) -> io::Result<Found> {
-        let Some(parent) = rel.parent() else {
-            return self.layers.lookup(rel)?.ok_or_else(|| errno(libc::ENOENT));
-        };
-        let parent_layers = self.dir_layers(parent)?;
-        self.layers
-            .lookup_in(&parent_layers, rel)?
-            .ok_or_else(|| errno(libc::ENOENT))
+        self.find_with(rel, Layers::lookup_in)
     }
 
     /// [`Self::find`] for the entry's own metadata: a folder's merging
     /// layers are not computed (see [`Layers::top_in`]).
     fn find_top(&self, rel: &Path) -> io::Result<Found> {
-        let Some(parent) = rel.parent() else {
-            return self.layers.lookup(rel)?.ok_or_else(|| errno(libc::ENOENT));
+        self.find_with(rel, Layers::top_in)
+    }
+
+    /// Finds `rel` with `search` among its parent's merging layers (the
+    /// root, which has no parent, through a full lookup), or ENOENT.
+    fn find_with(
+        &self,
+        rel: &Path,
+        search: fn(&Layers, &[usize], &Path) -> io::Result<Option<Found>>,
+    ) -> io::Result<Found> {
+        let found = match rel.parent() {
+            None => self.layers.lookup(rel)?,
+            Some(parent) => search(&self.layers, &self.dir_layers(parent)?, rel)?,
         };
-        let parent_layers = self.dir_layers(parent)?;
-        self.layers
-            .top_in(&parent_layers, rel)?
-            .ok_or_else(|| errno(libc::ENOENT))
+        found.ok_or_else(|| errno(libc::ENOENT))
     }
 
     /// The merging layers of the folder `dir`, from the cache when current.
