@@ -119,7 +119,12 @@ fn detach(dirs: &Dirs, id: &str, plan: &Plan, lock: record::Lock) -> Result<()> 
             drop(lock);
             match report.split_first() {
                 None => bail!("the supervisor exited before starting the container"),
-                Some((0, _)) => Ok(()),
+                Some((0, warnings)) => {
+                    for w in String::from_utf8_lossy(warnings).lines() {
+                        eprintln!("burrow: warning: {w}");
+                    }
+                    Ok(())
+                }
                 Some((&code, msg)) => Err(StartError {
                     code: code.into(),
                     message: String::from_utf8_lossy(msg).into_owned(),
@@ -128,6 +133,18 @@ fn detach(dirs: &Dirs, id: &str, plan: &Plan, lock: record::Lock) -> Result<()> 
             }
         }
     }
+}
+
+/// What a detached supervisor tells the waiting CLI once the container
+/// runs: a 0 (started), then the warnings for the user, a line each. (A
+/// failed start sends its exit code and message instead: `fail_start`.)
+fn ready_report(warnings: &[String]) -> Vec<u8> {
+    let mut report = vec![0];
+    for w in warnings {
+        report.extend(w.replace('\n', " ").as_bytes());
+        report.push(b'\n');
+    }
+    report
 }
 
 /// Leaves the CLI's session and terminal, so closing the terminal does not
@@ -233,12 +250,16 @@ fn supervise(
     // container, already started, keeps the limits it inherited.
     raise_nofile();
     // Published TCP ports take the kernel path when its socket maker runs.
+    // What went wrong on the way is told to the user with the start.
+    let mut warnings = Vec::new();
     let maker = match (&bound, slirp) {
         (Some(ports), Some((_, PortHandler::Kernel, _))) if ports.has_tcp() => {
             match SocketMaker::start(pid) {
                 Ok(maker) => Some(maker),
                 Err(e) => {
-                    eprintln!("burrow: {e:#}; published ports use the userspace network stack");
+                    warnings.push(format!(
+                        "{e:#}; published ports use the userspace network stack"
+                    ));
                     None
                 }
             }
@@ -265,8 +286,11 @@ fn supervise(
     };
     rt.pid = pid.as_raw();
     record::save_runtime(dirs, id, &rt)?;
-    if let Some(tx) = ready {
-        File::from(tx).write_all(&[0])?;
+    match ready {
+        Some(tx) => File::from(tx).write_all(&ready_report(&warnings))?,
+        None => warnings
+            .iter()
+            .for_each(|w| eprintln!("burrow: warning: {w}")),
     }
     drop(lock);
 
@@ -333,7 +357,13 @@ impl Helper {
 struct SocketMaker;
 
 impl SocketMaker {
-    /// Starts it; returns it and the net thread's end of its channel.
+    /// How long the maker may take to set up the namespace: a fork, a
+    /// sysctl and two netlink messages, which take milliseconds.
+    const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// Starts it and waits for its report; returns it and the net thread's
+    /// end of its channel, or why the relay cannot be used (the maker is
+    /// then gone).
     fn start(container: Pid) -> Result<(Helper, OwnedFd)> {
         let (ours, theirs) =
             sandbox::handover_channel().context("cannot create the socket maker's channel")?;
@@ -342,7 +372,14 @@ impl SocketMaker {
             crate::net::serve_socket_maker(theirs)
         })
         .context("cannot start the -p relay's socket maker")?;
-        Ok((Helper { pid }, ours))
+        let helper = Helper { pid };
+        match crate::net::await_socket_maker(&ours, Self::REPORT_TIMEOUT) {
+            Ok(()) => Ok((helper, ours)),
+            Err(why) => {
+                helper.kill();
+                Err(anyhow::anyhow!(why))
+            }
+        }
     }
 }
 
@@ -601,4 +638,17 @@ fn finish(dirs: &Dirs, id: &str, code: i32, error: String) -> Result<i32> {
         super::remove_files(dirs, id)?;
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ready_report;
+
+    #[test]
+    fn a_ready_report_is_a_zero_then_a_line_per_warning() {
+        assert_eq!(ready_report(&[]), vec![0]);
+        let report = ready_report(&["relay down:\nrouting".into(), "second".into()]);
+        assert_eq!(report[0], 0);
+        assert_eq!(&report[1..], b"relay down: routing\nsecond\n");
+    }
 }

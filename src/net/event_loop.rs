@@ -643,7 +643,7 @@ impl EventLoop {
         Relayed::Yes
     }
 
-    /// Sockets (or the maker's report) from `nsock`.
+    /// Sockets from `nsock`, or word that the maker is gone.
     fn receive_sockets(&mut self) {
         if let Some(supply) = self.supply.as_mut() {
             supply.receive();

@@ -79,7 +79,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 
 pub use icmp::{PingSupport, probe as probe_ping};
-pub use nsock::serve as serve_socket_maker;
+pub use nsock::{await_report as await_socket_maker, serve as serve_socket_maker};
 pub use publish::{BoundPorts, bind_ports, parse_publish};
 
 /// `-p [ip:]hostPort[-end]:containerPort[-end][/tcp|/udp]` and `-P` results.

@@ -127,13 +127,56 @@ pub struct Supply {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
-    Starting,
     Ready,
     Failed(String),
 }
 
+/// Waits up to `timeout` for the maker's report on `chan`: `Ok` once it
+/// said its namespace is ready, else why not (its own words, or that it
+/// exited or kept silent). The supervisor waits for it before the
+/// container counts as started, so a `run -d` can tell the user when
+/// published ports must take the slower userspace path.
+pub fn await_report(chan: &OwnedFd, timeout: std::time::Duration) -> Result<(), String> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(chan.as_fd(), PollFlags::POLLIN)];
+    loop {
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) => {
+                return Err(format!(
+                    "the -p relay's socket maker did not answer within {} ms",
+                    timeout.as_millis()
+                ));
+            }
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("the -p relay's socket maker: {e}")),
+        }
+    }
+    let mut buf = [0u8; 512];
+    loop {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        match recvmsg::<()>(chan.as_raw_fd(), &mut iov, None, MsgFlags::MSG_DONTWAIT) {
+            Ok(msg) if msg.bytes == 0 => {
+                return Err("the -p relay's socket maker exited".into());
+            }
+            Ok(msg) => {
+                let n = msg.bytes;
+                return match &buf[..n] {
+                    b"ok" => Ok(()),
+                    why => Err(String::from_utf8_lossy(why).into_owned()),
+                };
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("the -p relay's socket maker: {e}")),
+        }
+    }
+}
+
 impl Supply {
-    /// Takes the net thread's end of the channel (non-blocking is set here).
+    /// Takes the net thread's end of the channel of a maker that reported
+    /// ready ([`await_report`]); non-blocking is set here, and the first
+    /// batch is asked for at once.
     pub fn new(chan: OwnedFd) -> io::Result<Supply> {
         let flags = nix::fcntl::fcntl(&chan, nix::fcntl::FcntlArg::F_GETFL)?;
         nix::fcntl::fcntl(
@@ -142,12 +185,14 @@ impl Supply {
                 nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK,
             ),
         )?;
-        Ok(Supply {
+        let mut supply = Supply {
             chan,
-            state: State::Starting,
+            state: State::Ready,
             stock: Vec::new(),
             asked: false,
-        })
+        };
+        supply.ask();
+        Ok(supply)
     }
 
     pub fn fd(&self) -> RawFd {
@@ -162,7 +207,7 @@ impl Supply {
         }
     }
 
-    /// Reads what the maker sent: its report, then batches of sockets.
+    /// Reads what the maker sent: batches of sockets.
     pub fn receive(&mut self) {
         loop {
             let mut buf = [0u8; 512];
@@ -195,14 +240,6 @@ impl Supply {
                 return;
             }
             match self.state {
-                State::Starting if &buf[..bytes] == b"ok" => {
-                    self.state = State::Ready;
-                    self.ask();
-                }
-                State::Starting => {
-                    let why = String::from_utf8_lossy(&buf[..bytes]).into_owned();
-                    self.fail(why);
-                }
                 State::Ready => {
                     self.asked = false;
                     self.stock.extend(fds);
@@ -253,4 +290,74 @@ fn owned(fd: RawFd) -> OwnedFd {
     // SAFETY: the kernel just installed `fd` in this process for us through
     // SCM_RIGHTS (with MSG_CMSG_CLOEXEC); nothing else owns it.
     unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A socket pair like the one between the net thread and the maker.
+    fn pair() -> (OwnedFd, OwnedFd) {
+        nix::sys::socket::socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap()
+    }
+
+    fn say(chan: &OwnedFd, words: &[u8]) {
+        sendmsg::<()>(
+            chan.as_raw_fd(),
+            &[IoSlice::new(words)],
+            &[],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_maker_that_says_ok_is_ready() {
+        let (ours, theirs) = pair();
+        say(&theirs, b"ok");
+        assert_eq!(await_report(&ours, Duration::from_secs(1)), Ok(()));
+    }
+
+    #[test]
+    fn a_maker_that_failed_is_quoted() {
+        let (ours, theirs) = pair();
+        say(&theirs, b"cannot prepare: policy routing: EPERM");
+        assert_eq!(
+            await_report(&ours, Duration::from_secs(1)),
+            Err("cannot prepare: policy routing: EPERM".into())
+        );
+    }
+
+    #[test]
+    fn a_maker_that_exits_or_keeps_silent_is_not_waited_for() {
+        let (ours, theirs) = pair();
+        drop(theirs);
+        assert_eq!(
+            await_report(&ours, Duration::from_secs(1)),
+            Err("the -p relay's socket maker exited".into())
+        );
+        let (ours, _theirs) = pair();
+        let why = await_report(&ours, Duration::from_millis(50)).unwrap_err();
+        assert!(why.contains("did not answer within 50 ms"), "{why}");
+    }
+
+    #[test]
+    fn a_new_supply_asks_for_its_first_batch_at_once() {
+        let (ours, theirs) = pair();
+        let _supply = Supply::new(ours).unwrap();
+        let mut request = [0u8; 4];
+        let mut iov = [IoSliceMut::new(&mut request)];
+        let got = recvmsg::<()>(theirs.as_raw_fd(), &mut iov, None, MsgFlags::MSG_DONTWAIT)
+            .unwrap()
+            .bytes;
+        assert_eq!(&request[..got], &[BATCH as u8]);
+    }
 }
