@@ -718,10 +718,28 @@ impl Overlay {
         self.open_backing(ino, false)
     }
 
+    /// Node `ino`'s file for reading if a lookup located it in a lower
+    /// layer at the current backing epoch: content that cannot change
+    /// (see `prefetch`). None otherwise.
+    pub fn open_lower(&self, ino: u64, dir: &mut Option<OpenDir>) -> Option<File> {
+        self.open_located_in(ino, dir, |layer| layer != UPPER)
+    }
+
     fn open_located(&self, ino: u64, dir: &mut Option<OpenDir>) -> Option<File> {
+        self.open_located_in(ino, dir, |_| true)
+    }
+
+    /// Opens node `ino` in the folder a lookup located it in, if that
+    /// location is current and its layer passes `wanted`.
+    fn open_located_in(
+        &self,
+        ino: u64,
+        dir: &mut Option<OpenDir>,
+        wanted: impl Fn(usize) -> bool,
+    ) -> Option<File> {
         let epoch = self.backing_epoch();
         let inodes = self.inodes_read();
-        let (rel, layer) = inodes.located(ino, epoch)?;
+        let (rel, layer) = inodes.located(ino, epoch).filter(|(_, l)| wanted(*l))?;
         let (parent, name) = (rel.parent()?, rel.file_name()?);
         let held = dir
             .as_ref()

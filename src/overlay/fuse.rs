@@ -52,7 +52,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
@@ -60,6 +60,7 @@ use fuser::{
 use super::engine::{self, Caller, OpenDir, Overlay, SetTime};
 use super::inodes::Seen;
 use super::layers::{UPPER, child};
+use super::prefetch::{self, Prefetcher};
 use super::splice::{MIN_SPLICE, Splicer};
 use super::sys;
 
@@ -95,12 +96,18 @@ const WRITE: usize = 1;
 /// The overlay as a FUSE file system.
 #[derive(Debug)]
 pub struct OverlayFs {
-    ov: Overlay,
+    ov: Arc<Overlay>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirItem>>>>,
     next_fh: AtomicU64,
     /// Large reads are answered by splice once the session's descriptor is
     /// known (set after the mount, see [`OverlayFs::splice_slot`]).
     splicer: Arc<OnceLock<Splicer>>,
+    /// Folders being read file after file ([`prefetch`]).
+    scans: Mutex<prefetch::Tracker>,
+    /// The session's notifier, set after the mount like the splicer; the
+    /// prefetch thread starts with the first window it is given.
+    notifier: Arc<OnceLock<Notifier>>,
+    prefetcher: OnceLock<Option<Prefetcher>>,
 }
 
 thread_local! {
@@ -115,10 +122,13 @@ thread_local! {
 impl OverlayFs {
     pub fn new(ov: Overlay) -> OverlayFs {
         OverlayFs {
-            ov,
+            ov: Arc::new(ov),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             splicer: Arc::new(OnceLock::new()),
+            scans: Mutex::new(prefetch::Tracker::default()),
+            notifier: Arc::new(OnceLock::new()),
+            prefetcher: OnceLock::new(),
         }
     }
 
@@ -126,6 +136,32 @@ impl OverlayFs {
     /// exists (the file system is moved into the session before that).
     pub fn splice_slot(&self) -> Arc<OnceLock<Splicer>> {
         self.splicer.clone()
+    }
+
+    /// Where the session's owner puts the session's [`Notifier`], which
+    /// lets files be read ahead ([`prefetch`]); without it none are.
+    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// After a READ from the start of `ino`: stores the next files of its
+    /// folder ahead when the folder is being read in order.
+    fn read_ahead(&self, ino: u64) {
+        let ahead = self
+            .scans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read(ino);
+        if ahead.is_empty() {
+            return;
+        }
+        let prefetcher = self.prefetcher.get_or_init(|| {
+            let notifier = self.notifier.get()?.clone();
+            Prefetcher::start(self.ov.clone(), notifier).ok()
+        });
+        if let Some(p) = prefetcher {
+            p.ask(ahead);
+        }
     }
 
     fn path(&self, ino: INodeNo) -> Result<std::path::PathBuf, Errno> {
@@ -664,6 +700,9 @@ impl Filesystem for OverlayFs {
             }
             reply.data(&buf[..done]);
         });
+        if offset == 0 {
+            self.read_ahead(ino.0);
+        }
     }
 
     fn write(
@@ -765,6 +804,9 @@ impl Filesystem for OverlayFs {
             return reply.error(Errno::EBADF);
         };
         let dir = path_or!(self, reply, ino);
+        // The small files listed, for reading ahead (recorded once the
+        // reply is built: the table's lock is not taken per name).
+        let mut small = Vec::new();
         for (i, item) in items.iter().enumerate().skip(offset as usize) {
             let next = i as u64 + 1;
             if i < 2 {
@@ -787,6 +829,15 @@ impl Filesystem for OverlayFs {
                 // the reference the lookup took.
                 self.forget_node(node, 1);
                 break;
+            }
+            if meta.is_file() && (1..=prefetch::MAX_FILE).contains(&meta.len()) {
+                small.push((i, node, meta.len()));
+            }
+        }
+        if !small.is_empty() {
+            let mut scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
+            for (item, node, size) in small {
+                scans.listed(fh.0, item, node, size);
             }
         }
         reply.ok();

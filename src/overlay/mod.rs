@@ -38,6 +38,7 @@ mod fuse;
 mod inodes;
 pub mod layers;
 pub mod owners;
+mod prefetch;
 mod splice;
 mod sys;
 pub mod whiteout;
@@ -46,9 +47,11 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL, SessionUnmounter};
+use fuser::{
+    BackgroundSession, Config, MountOption, Notifier, Session, SessionACL, SessionUnmounter,
+};
 use thiserror::Error;
 
 use engine::Overlay;
@@ -267,10 +270,10 @@ pub fn mount_with(opts: &Options, mountpoint: &Path) -> Result<MountHandle, Over
 pub fn serve_fd(fd: OwnedFd, opts: &Options) -> Result<(), OverlayError> {
     clear_umask();
     let fs = opts.build()?;
-    let slot = fs.splice_slot();
+    let slots = SessionSlots::of(&fs);
     let session =
         Session::from_fd(fs, fd, SessionACL::All, opts.config()).map_err(OverlayError::Serve)?;
-    enable_splice(&slot, &session);
+    slots.fill(&session);
     session.run().map_err(OverlayError::Serve)
 }
 
@@ -285,12 +288,28 @@ fn clear_umask() {
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 }
 
-/// Lets the file system answer large reads by splice on the session's
-/// descriptor. Without a duplicate of it (out of descriptors) reads are
-/// answered the usual way.
-fn enable_splice(slot: &OnceLock<Splicer>, session: &Session<OverlayFs>) {
-    if let Ok(dev) = session.as_fd().try_clone_to_owned() {
-        let _ = slot.set(Splicer::new(dev));
+/// What the file system can only get from its session, once that exists.
+struct SessionSlots {
+    splicer: Arc<OnceLock<Splicer>>,
+    notifier: Arc<OnceLock<Notifier>>,
+}
+
+impl SessionSlots {
+    fn of(fs: &OverlayFs) -> SessionSlots {
+        SessionSlots {
+            splicer: fs.splice_slot(),
+            notifier: fs.notifier_slot(),
+        }
+    }
+
+    /// Lets the file system answer large reads by splice on the session's
+    /// descriptor (without a duplicate of it, out of descriptors, reads are
+    /// answered the usual way) and store files ahead in the kernel's cache.
+    fn fill(self, session: &Session<OverlayFs>) {
+        if let Ok(dev) = session.as_fd().try_clone_to_owned() {
+            let _ = self.splicer.set(Splicer::new(dev));
+        }
+        let _ = self.notifier.set(session.notifier());
     }
 }
 
@@ -315,10 +334,10 @@ impl Server {
         probe()?;
         clear_umask();
         let fs = opts.build()?;
-        let slot = fs.splice_slot();
+        let slots = SessionSlots::of(&fs);
         let session = Session::new(fs, mountpoint, &opts.config())
             .map_err(|e| OverlayError::Mount(mountpoint.to_path_buf(), e))?;
-        enable_splice(&slot, &session);
+        slots.fill(&session);
         Ok(Server { session })
     }
 

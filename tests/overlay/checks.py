@@ -21,6 +21,7 @@ import shutil
 import stat
 import sys
 import threading
+import time
 
 FIXED_NS = 1_500_000_000_123_456_789
 OWNER = "user.burrow.owner"
@@ -93,6 +94,21 @@ def pattern(n, seed=7):
     return bytes(out[:n])
 
 
+SCAN_FILES = 60
+
+
+def scan_content(i):
+    """File i of the scan folder: sizes from empty to past a page, one of
+    them larger than what is read ahead (64 KiB)."""
+    size = 70_000 if i == 40 else (i * 613) % 9000
+    return pattern(size, seed=i)
+
+
+def _mkdir_for(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return path
+
+
 def setup(base):
     l1, l2 = os.path.join(base, "l1"), os.path.join(base, "l2")
     for d in ("l1", "l2", "upper", "work", "mnt", "plain"):
@@ -126,6 +142,10 @@ def setup(base):
     os.mkfifo(f"{l2}/bin/fifo", 0o600)
     for i in range(50):
         write(f"{l2}/many/f{i:03}", str(i))
+    # A folder to read file after file (see check_read_ahead).
+    for i in range(SCAN_FILES):
+        with open(_mkdir_for(f"{l2}/scan/s{i:03}"), "wb") as f:
+            f.write(scan_content(i))
     # Larger than one READ answer (1 MiB), not a whole number of pages.
     os.makedirs(f"{l2}/big", exist_ok=True)
     with open(f"{l2}/big/data", "wb") as f:
@@ -515,7 +535,59 @@ def check_created(m, base):
     lowers_untouched(base)
 
 
+def check_read_ahead(m, base):
+    """A folder's files read one after another: the server stores the next
+    small lower files in the kernel's cache before they are read
+    (src/overlay/prefetch.rs). Readers must see every file's content; a
+    file copied up before the listing is not stored ahead; and files stored
+    ahead are read without asking the server, which a lower file changed
+    behind the mount's back (never done in use: image layers are read-only)
+    shows here."""
+    scan, lower = f"{m}/scan", f"{base}/l2/scan"
+    with open(f"{scan}/s030", "ab") as f:
+        f.write(b"+appended")
+    order = os.listdir(scan)
+    assert sorted(order) == [f"s{i:03}" for i in range(SCAN_FILES)], order
+    want = {f"s{i:03}": scan_content(i) for i in range(SCAN_FILES)}
+    want["s030"] += b"+appended"
+
+    def content(name):
+        with open(f"{scan}/{name}", "rb") as f:
+            return f.read()
+
+    # Two reads of small files in listing order (the empty s000 does not
+    # count): the rest is stored ahead, by a thread.
+    for name in order[:3]:
+        assert content(name) == want[name], name
+    time.sleep(1)
+    later = [n for n in order[3:] if n not in ("s030", "s040") and want[n]]
+    probe = later[len(later) // 2]
+    original = want[probe]
+    changed = bytes(b ^ 0xFF for b in original)
+    before = os.stat(f"{lower}/{probe}")
+    with open(f"{lower}/{probe}", "r+b") as f:
+        f.write(changed)
+    try:
+        got = content(probe)
+    finally:
+        with open(f"{lower}/{probe}", "r+b") as f:
+            f.write(original)
+        os.utime(f"{lower}/{probe}", ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert got == original, f"{probe} was read from the server, not stored ahead"
+    for name in order:
+        assert content(name) == want[name], f"{name}: wrong content"
+    # A file stored ahead and then written through the mount reads back
+    # what was written.
+    victim = later[-1]
+    with open(f"{scan}/{victim}", "r+b") as f:
+        f.write(b"NEW")
+    assert content(victim) == b"NEW" + want[victim][3:]
+    with open(f"{lower}/{victim}", "rb") as f:
+        assert f.read() == want[victim], "the lower file changed"
+
+
 OVERLAY = {
+    "read_ahead": check_read_ahead,
     "negative": check_negative,
     "created": check_created,
     "copy_up": check_copy_up,
