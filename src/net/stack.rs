@@ -499,7 +499,7 @@ impl Stack {
         wire::emit_prohibited(
             frame.data_mut(),
             (GATEWAY_MAC, mac),
-            GATEWAY_IP,
+            (GATEWAY_IP, GATEWAY_IP6),
             request.data(),
         );
         self.dev.recycle(request);

@@ -8,9 +8,9 @@ use std::ops::Range;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, Icmpv6Message, Icmpv6Packet,
-    Icmpv6Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpPacket,
-    UdpPacket, UdpRepr,
+    EthernetRepr, Icmpv4DstUnreachable, Icmpv4Packet, Icmpv4Repr, Icmpv6DstUnreachable,
+    Icmpv6Message, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr,
+    Ipv6Packet, Ipv6Repr, TcpPacket, UdpPacket, UdpRepr,
 };
 
 const ETH_HEADER: usize = 14;
@@ -293,55 +293,93 @@ fn emit_headers(
     &mut buf[ETH_HEADER + ip_header_len(src)..]
 }
 
-/// Length of the "administratively prohibited" answer to `request`.
-pub fn prohibited_frame_len(request: &[u8]) -> Option<usize> {
-    let (ip, data) = original_datagram(request)?;
-    let icmp = Icmpv4Repr::DstUnreachable {
-        reason: Icmpv4DstUnreachable::CommProhibited,
-        header: ip,
-        data,
-    };
-    Some(ETH_HEADER + IPV4_HEADER + icmp.buffer_len())
+/// The most of a refused IPv6 datagram an ICMPv6 error quotes: what keeps
+/// the error within the minimum IPv6 MTU, 1280 bytes (RFC 4443, 2.4).
+const IPV6_QUOTE: usize = 1280 - IPV6_HEADER - 8 - IPV6_HEADER;
+
+/// The ICMP "communication administratively prohibited" error for a
+/// datagram: ICMPv4 (type 3, code 13) or ICMPv6 (type 1, code 1).
+enum Prohibited<'a> {
+    V4(Icmpv4Repr<'a>),
+    V6(Icmpv6Repr<'a>),
 }
 
-/// Writes, from `src` to the container, the ICMP "communication
-/// administratively prohibited" answer to the IPv4 frame `request`, which
-/// quotes its IP header and first 8 payload bytes (RFC 792), as a firewall
-/// that refuses it would.
+impl<'a> Prohibited<'a> {
+    /// The error for the IP datagram in the Ethernet frame `request`, and
+    /// the address it was sent to (the quoted datagram's source).
+    fn answering(request: &'a [u8]) -> Option<(Prohibited<'a>, IpAddr)> {
+        let eth = EthernetFrame::new_checked(request).ok()?;
+        let ip_start = ETH_HEADER;
+        match eth.ethertype() {
+            EthernetProtocol::Ipv4 => {
+                let ip = Ipv4Packet::new_checked(&request[ip_start..]).ok()?;
+                let header = Ipv4Repr::parse(&ip, &ChecksumCapabilities::ignored()).ok()?;
+                let payload = &request[ip_start + ip.header_len() as usize..][..ip.payload().len()];
+                let data = &payload[..payload.len().min(8)];
+                let icmp = Icmpv4Repr::DstUnreachable {
+                    reason: Icmpv4DstUnreachable::CommProhibited,
+                    header,
+                    data,
+                };
+                Some((Prohibited::V4(icmp), IpAddr::V4(header.src_addr)))
+            }
+            EthernetProtocol::Ipv6 => {
+                let ip = Ipv6Packet::new_checked(&request[ip_start..]).ok()?;
+                let header = Ipv6Repr::parse(&ip).ok()?;
+                let payload = &request[ip_start + IPV6_HEADER..][..ip.payload().len()];
+                let data = &payload[..payload.len().min(IPV6_QUOTE)];
+                let icmp = Icmpv6Repr::DstUnreachable {
+                    reason: Icmpv6DstUnreachable::AdminProhibit,
+                    header,
+                    data,
+                };
+                Some((Prohibited::V6(icmp), IpAddr::V6(header.src_addr)))
+            }
+            _ => None,
+        }
+    }
+
+    fn ip_payload_len(&self) -> usize {
+        match self {
+            Prohibited::V4(icmp) => icmp.buffer_len(),
+            Prohibited::V6(icmp) => icmp.buffer_len(),
+        }
+    }
+}
+
+/// Length of the "administratively prohibited" answer to `request`.
+pub fn prohibited_frame_len(request: &[u8]) -> Option<usize> {
+    let (icmp, to) = Prohibited::answering(request)?;
+    Some(ETH_HEADER + ip_header_len(to) + icmp.ip_payload_len())
+}
+
+/// Writes, from the gateway (`gateway`: its IPv4 and IPv6 address) to the
+/// container, the ICMP "communication administratively prohibited" answer
+/// to the IP frame `request`, as a firewall that refuses it would: it
+/// quotes the request's IP header and the start of its payload (8 bytes
+/// for IPv4, RFC 792; as much as fits the minimum MTU for IPv6, RFC 4443).
 pub fn emit_prohibited(
     buf: &mut [u8],
     macs: (EthernetAddress, EthernetAddress),
-    src: Ipv4Addr,
+    gateway: (Ipv4Addr, Ipv6Addr),
     request: &[u8],
 ) {
-    let Some((quoted, data)) = original_datagram(request) else {
+    let Some((icmp, to)) = Prohibited::answering(request) else {
         return;
     };
-    let icmp = Icmpv4Repr::DstUnreachable {
-        reason: Icmpv4DstUnreachable::CommProhibited,
-        header: quoted,
-        data,
+    let (from, protocol) = match to {
+        IpAddr::V4(_) => (IpAddr::V4(gateway.0), IpProtocol::Icmp),
+        IpAddr::V6(_) => (IpAddr::V6(gateway.1), IpProtocol::Icmpv6),
     };
-    let ip_buf = emit_headers(
-        buf,
-        macs,
-        (IpAddr::V4(src), IpAddr::V4(quoted.src_addr)),
-        IpProtocol::Icmp,
-        icmp.buffer_len(),
-    );
-    icmp.emit(
-        &mut Icmpv4Packet::new_unchecked(ip_buf),
-        &ChecksumCapabilities::default(),
-    );
-}
-
-/// The IPv4 header and the first 8 payload bytes of an Ethernet frame.
-fn original_datagram(frame: &[u8]) -> Option<(Ipv4Repr, &[u8])> {
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-    let repr = Ipv4Repr::parse(&ip, &ChecksumCapabilities::ignored()).ok()?;
-    let payload = ip.payload();
-    Some((repr, &payload[..payload.len().min(8)]))
+    let ip_buf = emit_headers(buf, macs, (from, to), protocol, icmp.ip_payload_len());
+    let caps = ChecksumCapabilities::default();
+    match (icmp, from, to) {
+        (Prohibited::V4(icmp), _, _) => icmp.emit(&mut Icmpv4Packet::new_unchecked(ip_buf), &caps),
+        (Prohibited::V6(icmp), IpAddr::V6(from), IpAddr::V6(to)) => {
+            icmp.emit(&from, &to, &mut Icmpv6Packet::new_unchecked(ip_buf), &caps)
+        }
+        _ => {}
+    }
 }
 
 /// Length of an ARP frame for IPv4 over Ethernet.
@@ -394,6 +432,46 @@ mod tests {
     use smoltcp::wire::Icmpv4Message;
 
     #[test]
+    fn a_refused_ipv6_echo_request_gets_an_icmpv6_prohibited_answer() {
+        let macs = (
+            EthernetAddress([2, 0, 0, 0, 0, 0x64]),
+            EthernetAddress([0x52, 0x55, 10, 0, 2, 2]),
+        );
+        let container: Ipv6Addr = "fd00::100".parse().unwrap();
+        let far: Ipv6Addr = "2001:db8::9".parse().unwrap();
+        let gateway: Ipv6Addr = "fd00::2".parse().unwrap();
+        let mut request = vec![0; echo_frame_len(container.into(), 2000)];
+        let ends = (container.into(), far.into());
+        emit_echo_reply(&mut request, macs, ends, 7, 3, &[0xab; 2000]);
+        let len = prohibited_frame_len(&request).unwrap();
+        // Within the minimum IPv6 MTU, however large the request.
+        assert_eq!(len, ETH_HEADER + 1280);
+        let mut answer = vec![0; len];
+        let v4 = Ipv4Addr::new(10, 0, 2, 2);
+        emit_prohibited(&mut answer, (macs.1, macs.0), (v4, gateway), &request);
+
+        let eth = EthernetFrame::new_checked(&answer[..]).unwrap();
+        assert_eq!(eth.dst_addr(), macs.0);
+        assert_eq!(eth.ethertype(), EthernetProtocol::Ipv6);
+        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (gateway, container));
+        assert_eq!(ip.next_header(), IpProtocol::Icmpv6);
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum(&gateway, &container));
+        assert_eq!(
+            (icmp.msg_type(), icmp.msg_code()),
+            (Icmpv6Message::DstUnreachable, 1)
+        );
+        // The quote: the request's IPv6 header, then its echo header.
+        let quote = Ipv6Packet::new_unchecked(icmp.payload());
+        assert_eq!((quote.src_addr(), quote.dst_addr()), (container, far));
+        assert_eq!(
+            &icmp.payload()[IPV6_HEADER + 4..IPV6_HEADER + 8],
+            &[0, 7, 0, 3][..]
+        );
+    }
+
+    #[test]
     fn a_refused_echo_request_is_quoted_back_to_its_sender() {
         let macs = (
             EthernetAddress([2, 0, 0, 0, 0, 0x64]),
@@ -406,7 +484,12 @@ mod tests {
         let len = prohibited_frame_len(&request).unwrap();
         let mut answer = vec![0; len];
         let gateway = Ipv4Addr::new(10, 0, 2, 2);
-        emit_prohibited(&mut answer, (macs.1, macs.0), gateway, &request);
+        emit_prohibited(
+            &mut answer,
+            (macs.1, macs.0),
+            (gateway, Ipv6Addr::LOCALHOST),
+            &request,
+        );
 
         let eth = EthernetFrame::new_checked(&answer[..]).unwrap();
         assert_eq!(eth.dst_addr(), macs.0);
