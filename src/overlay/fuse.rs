@@ -36,7 +36,9 @@
 //! into `/dev/fuse` ([`super::splice`]), so the kernel copies each byte
 //! once.
 //! A listing is a snapshot taken at `opendir`, so a folder changing while
-//! it is read neither repeats nor skips names.
+//! it is read neither repeats nor skips names. Its small files are
+//! remembered in order, so that a folder read file after file is read
+//! ahead into the kernel's cache ([`super::prefetch`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
