@@ -330,6 +330,11 @@ fn reads_at_odd_offsets_and_sizes_across_the_end() {
 }
 
 #[test]
+fn writes_and_truncates_clear_set_id_bits() {
+    overlay_case("setid");
+}
+
+#[test]
 fn files_read_one_after_another_are_stored_ahead() {
     overlay_case("read_ahead");
 }

@@ -389,6 +389,27 @@ fn reply_xattr(size: u32, got: io::Result<usize>, buf: &[u8], reply: ReplyXattr)
     }
 }
 
+/// Whether the caller may keep set-id bits when it writes or truncates a
+/// file (CAP_FSETID): root of the container's user namespace, as the
+/// server sees it. The kernel's own test is the capability, which a FUSE
+/// request does not carry; other holders of it are rare, and for them the
+/// bits are cleared as for anyone.
+fn privileged(req: &Request) -> bool {
+    req.uid() == 0
+}
+
+/// The mode without the set-id bits a write or truncate clears (as the
+/// kernel's `should_remove_suid`: set-user-id, and set-group-id where the
+/// group may execute), if there are any to clear.
+fn kill_setid(meta: &Metadata) -> Option<u32> {
+    let mode = meta.mode() & 0o7777;
+    let mut kill = mode & libc::S_ISUID;
+    if mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP {
+        kill |= libc::S_ISGID;
+    }
+    (meta.is_file() && kill != 0).then_some(mode & !kill)
+}
+
 /// Disposes of the reply to a request answered by splice. fuser offers no
 /// way to drop a reply silently: dropped, it answers EIO. The kernel
 /// refuses that second answer (ENOENT: request ids are never reused, and
@@ -435,6 +456,11 @@ impl Filesystem for OverlayFs {
             // them. (With READDIRPLUS_AUTO the kernel asks for plain
             // batches after the first, and the LOOKUPs come back.)
             InitFlags::FUSE_DO_READDIRPLUS,
+            // The kernel then checks a file for `security.capability` once,
+            // not before every write(2) (a GETXATTR round trip each), and
+            // leaves clearing set-id bits on WRITE and truncate to us:
+            // see `kill_setid`.
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         ] {
             let _ = config.add_capabilities(cap);
         }
@@ -469,7 +495,7 @@ impl Filesystem for OverlayFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -497,6 +523,27 @@ impl Filesystem for OverlayFs {
                     None => self.ov.truncate(ino, size),
                 }
             );
+            // The kernel asks the server to do this (FATTR_KILL_SUIDGID,
+            // which fuser does not pass on): a truncate by a caller
+            // without CAP_FSETID clears set-id bits.
+            if mode.is_none() && !privileged(req) {
+                let meta = tri!(
+                    reply,
+                    match &held {
+                        Some(f) => f.metadata(),
+                        None => self.ov.stat(ino),
+                    }
+                );
+                if let Some(cleared) = kill_setid(&meta) {
+                    tri!(
+                        reply,
+                        match &held {
+                            Some(f) => f.set_permissions(Permissions::from_mode(cleared)),
+                            None => self.ov.chmod(ino, cleared),
+                        }
+                    );
+                }
+            }
         }
         if uid.is_some() || gid.is_some() {
             tri!(reply, self.ov.chown(ino, uid, gid));
@@ -709,17 +756,25 @@ impl Filesystem for OverlayFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let file = tri!(reply, self.backing(ino.0, true));
+        // The kernel leaves this to us (FUSE_HANDLE_KILLPRIV_V2). The
+        // backing write cannot do it: this server may keep set-id bits.
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) && !privileged(req) {
+            let meta = tri!(reply, file.metadata());
+            if let Some(cleared) = kill_setid(&meta) {
+                tri!(reply, file.set_permissions(Permissions::from_mode(cleared)));
+            }
+        }
         tri!(reply, file.write_all_at(data, offset));
         // The caller's O_SYNC or O_DSYNC, which the backing file lacks.
         if flags.0 & libc::O_SYNC == libc::O_SYNC {

@@ -586,7 +586,47 @@ def check_read_ahead(m, base):
         assert f.read() == want[victim], "the lower file changed"
 
 
+def check_setid(m, base):
+    """A write or a truncate by a caller without CAP_FSETID clears the
+    set-user-id bit, and the set-group-id bit where the group may execute
+    (the server does it: FUSE_HANDLE_KILLPRIV_V2). Run as a user who is
+    not root."""
+    assert os.getuid() != 0
+    f = f"{m}/new/tool"
+    os.makedirs(f"{m}/new", exist_ok=True)
+    write(f, "#!/bin/sh\n", 0o755)
+
+    def mode():
+        return stat.S_IMODE(os.stat(f).st_mode)
+
+    os.chmod(f, 0o6755)
+    assert mode() == 0o6755
+    with open(f, "a") as out:
+        out.write("echo hi\n")
+    assert mode() == 0o755, oct(mode())
+    os.chmod(f, 0o4755)
+    os.truncate(f, 3)
+    assert mode() == 0o755, oct(mode())
+    # Set-group-id without group execute marks mandatory locking: kept.
+    os.chmod(f, 0o2745)
+    os.truncate(f, 1)
+    assert mode() == 0o2745, oct(mode())
+    # Many small writes: each still lands, and no set-id bit comes back.
+    with open(f, "wb") as out:
+        for i in range(200):
+            out.write(bytes([i]) * 64)
+    with open(f, "rb") as got:
+        assert got.read() == b"".join(bytes([i]) * 64 for i in range(200))
+    # A copied-up lower file: the same.
+    lower = f"{m}/bin/tool"
+    os.chmod(lower, 0o4755)
+    os.truncate(lower, 0)
+    assert stat.S_IMODE(os.stat(lower).st_mode) == 0o755
+    lowers_untouched(base)
+
+
 OVERLAY = {
+    "setid": check_setid,
     "read_ahead": check_read_ahead,
     "negative": check_negative,
     "created": check_created,
