@@ -389,6 +389,45 @@ fn reply_xattr(size: u32, got: io::Result<usize>, buf: &[u8], reply: ReplyXattr)
     }
 }
 
+/// A node whose attributes a SETATTR changes: through the upper file this
+/// thread holds open for it when there is one (no copy-up to check, no
+/// path to walk), else through the overlay.
+struct Node<'a> {
+    ov: &'a Overlay,
+    ino: u64,
+    held: Option<&'a File>,
+}
+
+impl Node<'_> {
+    fn truncate(&self, size: u64) -> io::Result<()> {
+        match self.held {
+            Some(f) => f.set_len(size),
+            None => self.ov.truncate(self.ino, size),
+        }
+    }
+
+    fn chmod(&self, mode: u32) -> io::Result<()> {
+        match self.held {
+            Some(f) => f.set_permissions(Permissions::from_mode(mode & 0o7777)),
+            None => self.ov.chmod(self.ino, mode),
+        }
+    }
+
+    fn set_times(&self, atime: Option<SetTime>, mtime: Option<SetTime>) -> io::Result<()> {
+        match self.held {
+            Some(f) => engine::set_times(f, atime, mtime),
+            None => self.ov.utimens(self.ino, atime, mtime),
+        }
+    }
+
+    fn metadata(&self) -> io::Result<Metadata> {
+        match self.held {
+            Some(f) => f.metadata(),
+            None => self.ov.stat(self.ino),
+        }
+    }
+}
+
 /// Whether the caller may keep set-id bits when it writes or truncates a
 /// file (CAP_FSETID): root of the container's user namespace, as the
 /// server sees it. The kernel's own test is the capability, which a FUSE
@@ -512,36 +551,21 @@ impl Filesystem for OverlayFs {
         reply: ReplyAttr,
     ) {
         let ino = ino.0;
-        // A file this thread holds open in the upper dir is changed through
-        // its descriptor (no copy-up to check, no path to walk).
         let held = self.held_upper(ino);
+        let node = Node {
+            ov: &self.ov,
+            ino,
+            held: held.as_deref(),
+        };
         if let Some(size) = size {
-            tri!(
-                reply,
-                match &held {
-                    Some(f) => f.set_len(size),
-                    None => self.ov.truncate(ino, size),
-                }
-            );
+            tri!(reply, node.truncate(size));
             // The kernel asks the server to do this (FATTR_KILL_SUIDGID,
             // which fuser does not pass on): a truncate by a caller
             // without CAP_FSETID clears set-id bits.
             if mode.is_none() && !privileged(req) {
-                let meta = tri!(
-                    reply,
-                    match &held {
-                        Some(f) => f.metadata(),
-                        None => self.ov.stat(ino),
-                    }
-                );
+                let meta = tri!(reply, node.metadata());
                 if let Some(cleared) = kill_setid(&meta) {
-                    tri!(
-                        reply,
-                        match &held {
-                            Some(f) => f.set_permissions(Permissions::from_mode(cleared)),
-                            None => self.ov.chmod(ino, cleared),
-                        }
-                    );
+                    tri!(reply, node.chmod(cleared));
                 }
             }
         }
@@ -550,31 +574,15 @@ impl Filesystem for OverlayFs {
         }
         // After chown, which clears set-id bits the caller may set again.
         if let Some(mode) = mode {
-            tri!(
-                reply,
-                match &held {
-                    Some(f) => f.set_permissions(Permissions::from_mode(mode & 0o7777)),
-                    None => self.ov.chmod(ino, mode),
-                }
-            );
+            tri!(reply, node.chmod(mode));
         }
         if atime.is_some() || mtime.is_some() {
-            let (atime, mtime) = (atime.map(set_time), mtime.map(set_time));
             tri!(
                 reply,
-                match &held {
-                    Some(f) => engine::set_times(f, atime, mtime),
-                    None => self.ov.utimens(ino, atime, mtime),
-                }
+                node.set_times(atime.map(set_time), mtime.map(set_time))
             );
         }
-        let meta = tri!(
-            reply,
-            match &held {
-                Some(f) => f.metadata(),
-                None => self.ov.stat(ino),
-            }
-        );
+        let meta = tri!(reply, node.metadata());
         reply.attr(&TTL, &attr(ino, &meta));
     }
 
