@@ -13,12 +13,21 @@ use sha2::{Digest, Sha256};
 use crate::util::{Env, secs, serve_http};
 
 /// A port nobody listens on right now.
+/// A TCP port free on every address, below the ephemeral range: a port
+/// the kernel handed out for `bind(0)` may be taken again, as the source
+/// port of any outgoing connection, before burrow binds it (seen once in
+/// CI: "the address is already in use").
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Spread by process so that concurrent test binaries start apart.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20000 + (std::process::id() % 40) as u16 * 200;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 4000;
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// `GET /` on `ip:port`; the whole reply.
