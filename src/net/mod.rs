@@ -18,7 +18,7 @@
 //!                    │  ARP, TCP sockets, UDP/ICMP by hand;     │
 //!                    │  no I/O, clock passed in                 │
 //!                    │        ▲ Events / calls                  │
-//!                    │ EventLoop (event_loop.rs): one mio Poll, │ ◄─► host TCP/UDP
+//!                    │ EventLoop (event_loop/): one mio Poll,   │ ◄─► host TCP/UDP
 //!                    │  TAP fd, host sockets, -p listeners      │     sockets
 //!                    └──────────────────────────────────────────┘
 //! ```
