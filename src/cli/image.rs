@@ -42,6 +42,10 @@ pub enum ImageCommand {
 /// Show images' details as JSON
 #[derive(Args, Debug)]
 pub struct InspectArgs {
+    /// Print each image through this Go template instead of as JSON
+    /// (e.g. '{{.Id}}', '{{json .Config.Env}}')
+    #[arg(short, long)]
+    pub format: Option<String>,
     /// Image names or ids
     #[arg(required = true, value_name = "IMAGE")]
     pub names: Vec<String>,
@@ -66,6 +70,7 @@ pub fn run(dirs: &Dirs, a: ImageArgs) -> Result<i32> {
             dirs,
             inspect::InspectArgs {
                 kind: "image".into(),
+                format: a.format,
                 names: a.names,
             },
         ),

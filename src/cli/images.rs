@@ -5,15 +5,20 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
 
 use super::EXIT_BURROW;
+use super::format::{self, Format};
 use super::table::{human_size, render};
 use crate::image::{Change, Reference};
 use crate::paths::Dirs;
 use crate::store::{Image, ImportOptions, Removed, Store, StoreError};
 use crate::timefmt;
+
+/// Column titles of `--format 'table ...'` where Docker's differ from the
+/// field's name in capitals.
+const TITLES: &[(&str, &str)] = &[("ID", "IMAGE ID"), ("CreatedSince", "CREATED")];
 
 /// Make a one-layer image from a root filesystem tarball (plain, gzip or zstd), like `docker import`
 #[derive(Args, Debug)]
@@ -32,6 +37,9 @@ pub struct ImportArgs {
 
 /// List images
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  burrow images\n  burrow images --digests busybox\n  burrow images --format json\n  burrow images --format '{{.Repository}}:{{.Tag}}'\n  burrow images --format 'table {{.Repository}}\\t{{.Size}}'"
+)]
 pub struct ImagesArgs {
     /// Show only this repository, or this REPOSITORY:TAG
     pub repository: Option<String>,
@@ -47,7 +55,9 @@ pub struct ImagesArgs {
     /// Only show image ids
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table or json
+    /// Output format: table, json (one object per line), or a Go template
+    /// such as '{{.Repository}}:{{.Tag}}' or 'table {{.ID}}\t{{.Size}}'
+    /// (fields: Repository, Tag, ID, Digest, CreatedAt, CreatedSince, Size)
     #[arg(long, default_value = "table")]
     pub format: String,
 }
@@ -128,14 +138,17 @@ pub fn images(dirs: &Dirs, a: ImagesArgs) -> Result<i32> {
         print_ids(&rows, a.no_trunc);
         return Ok(0);
     }
-    match a.format.as_str() {
-        "table" => print!("{}", table(&rows, a.digests, a.no_trunc)),
-        "json" => {
+    match Format::parse(&a.format)? {
+        Format::Table => print!("{}", table(&rows, a.digests, a.no_trunc)),
+        Format::Json => {
             for row in &rows {
                 println!("{}", row.json(a.no_trunc));
             }
         }
-        other => bail!("unsupported format \"{other}\"; use --format table or --format json"),
+        Format::Template { template, table } => {
+            let values: Vec<_> = rows.iter().map(|r| r.json(a.no_trunc)).collect();
+            format::print_rows(&template, table, &values, TITLES)?;
+        }
     }
     Ok(0)
 }

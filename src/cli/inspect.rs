@@ -1,20 +1,29 @@
 //! `inspect`: Docker-shaped JSON for containers and images.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::template::Template;
+use crate::container::options::Network;
 use crate::container::{self, record::Record, record::Status};
+use crate::net::{CONTAINER_IP, GATEWAY_IP, PortMapping};
 use crate::paths::Dirs;
 use crate::store::{Image, Store, docker_fields};
 
 /// Show low-level details of containers or images as JSON
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  burrow inspect web\n  burrow inspect --type image busybox")]
+#[command(
+    after_help = "Examples:\n  burrow inspect web\n  burrow inspect --type image busybox\n  burrow inspect -f '{{.State.Pid}}' web\n  burrow inspect -f '{{range $p, $b := .NetworkSettings.Ports}}{{$p}} {{end}}' web\n  burrow inspect -f '{{json .Config.Env}}' web"
+)]
 pub struct InspectArgs {
     /// What to inspect: container, image, or any (containers first)
     #[arg(long = "type", default_value = "any")]
     pub kind: String,
+    /// Print each object through this Go template instead of as JSON
+    /// (e.g. '{{.State.Pid}}', '{{json .Config}}')
+    #[arg(short, long)]
+    pub format: Option<String>,
     /// Container or image names or ids
     #[arg(required = true, value_name = "NAME")]
     pub names: Vec<String>,
@@ -39,7 +48,18 @@ pub fn run(dirs: &Dirs, a: InspectArgs) -> Result<i32> {
             None => missing.push(name.clone()),
         }
     }
-    println!("{}", serde_json::to_string_pretty(&Value::Array(out))?);
+    match &a.format {
+        None => println!("{}", serde_json::to_string_pretty(&Value::Array(out))?),
+        Some(format) => {
+            let format = format.replace("\\t", "\t").replace("\\n", "\n");
+            let template = Template::parse(&format).with_context(|| {
+                format!("bad --format {format:?}: use a Go template such as '{{{{.Id}}}}'")
+            })?;
+            for object in &out {
+                println!("{}", template.render(object).context("bad --format")?);
+            }
+        }
+    }
     if !missing.is_empty() {
         bail!("no such object: {}", missing.join(", "));
     }
@@ -50,6 +70,47 @@ fn container_json(dirs: &Dirs, name: &str) -> Result<Value> {
     let mut rec = container::find(dirs, name)?;
     let status = container::record::status(dirs, &mut rec)?;
     Ok(container_value(dirs, &rec, &status))
+}
+
+/// Docker's `NetworkSettings`: the addresses on burrow's network, and the
+/// published ports as bound while the container runs.
+fn network_settings(dirs: &Dirs, r: &Record, s: &Status) -> Value {
+    let slirp = matches!(r.config.network, Some(Network::Slirp { .. }) | None);
+    let bound = match s {
+        Status::Running { .. } => container::record::load_runtime(dirs, &r.id)
+            .map(|rt| rt.ports)
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let (ip, gateway, prefix) = if slirp {
+        (CONTAINER_IP.to_string(), GATEWAY_IP.to_string(), 24)
+    } else {
+        (String::new(), String::new(), 0)
+    };
+    json!({
+        "Ports": port_map(&bound, |p| Some(p.host_port)),
+        "IPAddress": ip,
+        "IPPrefixLen": prefix,
+        "Gateway": gateway,
+    })
+}
+
+/// `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`, as Docker keys
+/// ports; `host_port` gives the port to show (none: `""`, as for `-P`).
+fn port_map(ports: &[PortMapping], host_port: impl Fn(&PortMapping) -> Option<u16>) -> Value {
+    let mut map = serde_json::Map::new();
+    for p in ports {
+        let key = format!("{}/{}", p.container_port, p.protocol);
+        let entry = json!({
+            "HostIp": p.host_ip.to_string(),
+            "HostPort": host_port(p).map(|n| n.to_string()).unwrap_or_default(),
+        });
+        match map.entry(key).or_insert_with(|| Value::Array(Vec::new())) {
+            Value::Array(list) => list.push(entry),
+            _ => unreachable!("every entry is a list"),
+        }
+    }
+    Value::Object(map)
 }
 
 fn container_value(dirs: &Dirs, r: &Record, s: &Status) -> Value {
@@ -103,7 +164,9 @@ fn container_value(dirs: &Dirs, r: &Record, s: &Status) -> Value {
             "StopSignal": container::stop_signal(r).as_str(),
             "OpenStdin": c.interactive,
         },
+        "NetworkSettings": network_settings(dirs, r, s),
         "HostConfig": {
+            "PortBindings": port_map(&c.ports, |p| (p.host_port != 0).then_some(p.host_port)),
             "Binds": c.binds.iter().map(|b| format!("{}:{}{}", b.source.display(), b.destination, if b.readonly { ":ro" } else { "" })).collect::<Vec<_>>(),
             "NetworkMode": c.network,
             "AutoRemove": c.auto_remove,

@@ -9,6 +9,7 @@ mod archive;
 mod build;
 mod commit;
 mod exec;
+mod format;
 mod image;
 mod images;
 mod info;
@@ -22,6 +23,7 @@ mod registry;
 mod run;
 mod store_helper;
 pub mod table;
+mod template;
 
 use std::path::PathBuf;
 

@@ -1,18 +1,23 @@
 //! `ps`.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
+use super::format::{self, Format};
 use super::table;
-use crate::container::{self, record::Status};
+use crate::container::{self, record::Record, record::Status};
 use crate::paths::Dirs;
 use crate::timefmt;
+
+/// Column titles of `--format 'table ...'` where Docker's differ from the
+/// field's name in capitals.
+const TITLES: &[(&str, &str)] = &[("ID", "CONTAINER ID"), ("RunningFor", "CREATED")];
 
 /// List containers
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  burrow ps\n  burrow ps -a\n  burrow ps -aq\n  burrow ps -a --format json"
+    after_help = "Examples:\n  burrow ps\n  burrow ps -a\n  burrow ps -aq\n  burrow ps -a --format json\n  burrow ps --format '{{.Names}}: {{.Status}}'\n  burrow ps --format 'table {{.Names}}\\t{{.Ports}}'"
 )]
 pub struct PsArgs {
     /// Show all containers, not only running ones
@@ -21,7 +26,10 @@ pub struct PsArgs {
     /// Only show ids
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table or json (one object per line)
+    /// Output format: table, json (one object per line), or a Go template
+    /// such as '{{.Names}}' or 'table {{.ID}}\t{{.Ports}}' (fields: ID, Image,
+    /// Command, CreatedAt, RunningFor, Status, State, ExitCode, Ports, Names,
+    /// Labels)
     #[arg(long, default_value = "table")]
     pub format: String,
     /// Do not truncate ids and commands
@@ -103,8 +111,24 @@ pub fn run(dirs: &Dirs, a: PsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    match a.format.as_str() {
-        "table" => {
+    let format = Format::parse(&a.format)?;
+    let json_row = |r: &Record, s: &Status| {
+        json!({
+            "ID": short(&r.id),
+            "Image": r.image,
+            "Command": command_text(&r.command, a.no_trunc),
+            "CreatedAt": r.created,
+            "RunningFor": timefmt::ago(&r.created),
+            "Status": status_text(s),
+            "State": s.word(),
+            "ExitCode": r.last.exit_code,
+            "Ports": ports_text(dirs, &r.id, s),
+            "Names": r.name,
+            "Labels": r.config.labels,
+        })
+    };
+    match format {
+        Format::Table => {
             let cells: Vec<Vec<String>> = rows
                 .iter()
                 .map(|(r, s)| {
@@ -135,25 +159,15 @@ pub fn run(dirs: &Dirs, a: PsArgs) -> Result<i32> {
                 )
             );
         }
-        "json" | "{{json .}}" => {
+        Format::Json => {
             for (r, s) in &rows {
-                let line = json!({
-                    "ID": short(&r.id),
-                    "Image": r.image,
-                    "Command": command_text(&r.command, a.no_trunc),
-                    "CreatedAt": r.created,
-                    "RunningFor": timefmt::ago(&r.created),
-                    "Status": status_text(s),
-                    "State": s.word(),
-                    "ExitCode": r.last.exit_code,
-                    "Ports": ports_text(dirs, &r.id, s),
-                    "Names": r.name,
-                    "Labels": r.config.labels,
-                });
-                println!("{line}");
+                println!("{}", json_row(r, s));
             }
         }
-        other => bail!("unknown format \"{other}\": use table or json"),
+        Format::Template { template, table } => {
+            let values: Vec<_> = rows.iter().map(|(r, s)| json_row(r, s)).collect();
+            format::print_rows(&template, table, &values, TITLES)?;
+        }
     }
     Ok(0)
 }

@@ -81,6 +81,8 @@ use std::os::fd::OwnedFd;
 pub use icmp::{PingSupport, probe as probe_ping};
 pub use nsock::{await_report as await_socket_maker, serve as serve_socket_maker};
 pub use publish::{BoundPorts, bind_ports, parse_publish};
+/// The container's address and its gateway's on burrow's network.
+pub use stack::{CONTAINER_IP, GATEWAY_IP};
 
 /// `-p [ip:]hostPort[-end]:containerPort[-end][/tcp|/udp]` and `-P` results.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

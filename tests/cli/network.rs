@@ -122,6 +122,14 @@ fn check_publish(env: &Env, network: &str, gateway_only: bool) {
         ports.contains(&format!("80/tcp -> 0.0.0.0:{port}")),
         "{ports}"
     );
+    // Docker's inspect fields for the same, as scripts read them.
+    let seen = env.ok([
+        "inspect",
+        "-f",
+        "{{(index .NetworkSettings.Ports \"80/tcp\" 0).HostPort}} {{.NetworkSettings.IPAddress}} {{(index .HostConfig.PortBindings \"80/tcp\" 0).HostPort}}",
+        "web",
+    ]);
+    assert_eq!(seen.trim(), format!("{port} 10.0.2.100 {port}"));
     // As Docker does, the port is published on the host's IPv6 addresses
     // too, where it has IPv6: a client of [::1] reaches the container.
     if TcpListener::bind("[::1]:0").is_ok() {

@@ -101,3 +101,60 @@ fn ps_of_an_empty_store_prints_only_the_header() {
     assert_eq!(out.lines().count(), 1, "{out}");
     assert_eq!(env.ok(["ps", "-aq"]), "");
 }
+
+#[test]
+fn ps_images_and_inspect_take_go_templates() {
+    let env = setup!(Env::new());
+    let id = env.run_detached(["--name", "tpl", "-e", "A=1", "busybox", "sleep", "100"]);
+
+    assert_eq!(
+        env.ok(["ps", "--format", "{{.Names}}|{{.State}}"]),
+        "tpl|running\n"
+    );
+    // As from a shell: a literal \t separates the columns of a table.
+    let table = env.ok(["ps", "--format", "table {{.ID}}\\t{{.Names}}"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[0].starts_with("CONTAINER ID") && lines[0].trim_end().ends_with("NAMES"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with(&id[..12]) && lines[1].trim_end().ends_with("tpl"),
+        "{table}"
+    );
+
+    let images = env.ok(["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(images.lines().any(|l| l == "busybox:latest"), "{images}");
+    let table = env.ok(["images", "--format", "table {{.Repository}}\\t{{.ID}}"]);
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("REPOSITORY") && header.trim_end().ends_with("IMAGE ID"),
+        "{table}"
+    );
+
+    let pid = env.ok(["inspect", "-f", "{{.State.Pid}}", "tpl"]);
+    assert_eq!(pid.trim(), env.inspect("tpl")["State"]["Pid"].to_string());
+    let found = env.ok([
+        "inspect",
+        "--format",
+        "{{range .Config.Env}}{{if eq . \"A=1\"}}found{{end}}{{end}}",
+        "tpl",
+    ]);
+    assert_eq!(found.trim(), "found");
+    let cmd = env.ok(["inspect", "-f", "{{json .Config.Cmd}}", "tpl"]);
+    assert_eq!(cmd.trim(), r#"["sleep","100"]"#);
+    let image = env.ok(["image", "inspect", "-f", "{{.Id}}", "busybox"]);
+    assert!(image.starts_with("sha256:"), "{image}");
+
+    let bad = env.burrow(["ps", "--format", "{{.Names"]).burrow_error();
+    assert!(bad.stderr.contains("bad --format"), "{}", bad.describe());
+    let bad = env
+        .burrow(["inspect", "-f", "{{nosuch .Name}}", "tpl"])
+        .burrow_error();
+    assert!(
+        bad.stderr.contains("\"nosuch\" not defined"),
+        "{}",
+        bad.describe()
+    );
+}
