@@ -49,5 +49,7 @@ mod storage;
 mod tls;
 #[path = "cli/token_server.rs"]
 mod token_server;
+#[path = "cli/tty.rs"]
+mod tty;
 #[path = "cli/webapp.rs"]
 mod webapp;

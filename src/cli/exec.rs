@@ -2,7 +2,7 @@
 
 use std::os::fd::AsFd;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::container::{self, ExecRequest};
@@ -17,6 +17,10 @@ pub struct ExecArgs {
     /// Keep standard input open
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// A pseudo-terminal for the command: not supported by exec yet (run -t
+    /// is); without it the command uses this terminal's streams as they are
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// Set an environment variable (KEY=VALUE, or KEY to copy it)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -34,6 +38,11 @@ pub struct ExecArgs {
 }
 
 pub fn run(dirs: &Dirs, a: ExecArgs) -> Result<i32> {
+    if a.tty {
+        bail!(
+            "exec -t is not supported yet: leave out -t (with -i the command still reads this terminal, without a terminal of its own), or start the container with run -it"
+        );
+    }
     let rec = container::find(dirs, &a.container)?;
     if !a.interactive {
         let null = std::fs::File::open("/dev/null").context("cannot open /dev/null")?;

@@ -163,6 +163,7 @@ fn container_value(dirs: &Dirs, r: &Record, s: &Status) -> Value {
             "Labels": c.labels,
             "StopSignal": container::stop_signal(r).as_str(),
             "OpenStdin": c.interactive,
+            "Tty": c.tty,
         },
         "NetworkSettings": network_settings(dirs, r, s),
         "HostConfig": {

@@ -55,6 +55,10 @@ pub struct ContainerOpts {
     /// Keep standard input open
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Give the command a pseudo-terminal (with -i, this terminal's input
+    /// reaches it, and the terminal is put in raw mode while it runs)
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// Remove the container when it exits
     #[arg(long)]
     pub rm: bool,
@@ -111,6 +115,7 @@ impl ContainerOpts {
             privileged: self.privileged,
             init: self.init,
             interactive: self.interactive,
+            tty: self.tty,
             auto_remove: self.rm,
             storage_driver: self.storage_driver.clone(),
             publish: self.publish.clone(),

@@ -36,6 +36,9 @@ pub fn exec(dirs: &Dirs, rec: &Record, req: &ExecRequest) -> Result<i32> {
     let plan = crate::sandbox::Plan::from_spec(&spec, &dirs.container(&rec.id))?;
     let mut process = plan.process.clone();
     process.args = req.command.clone();
+    // The container's terminal (`run -t`) is its first command's; a command
+    // run here uses the caller's streams.
+    process.terminal = false;
     let extra = options::parse_env(&req.env, |k| std::env::var(k).ok())?;
     process.env = options::merge_env(&process.env, &extra);
     if let Some(w) = &req.workdir {

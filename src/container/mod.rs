@@ -12,6 +12,7 @@
 //! `resolv.conf` files bound into the container.
 
 pub mod changes;
+mod console;
 mod exec;
 mod lifecycle;
 pub mod logs;
@@ -57,6 +58,8 @@ pub struct CreateRequest {
     pub privileged: bool,
     pub init: bool,
     pub interactive: bool,
+    /// A pseudo-terminal for the command (`-t`).
+    pub tty: bool,
     pub auto_remove: bool,
     /// `overlay`, `vfs`, or empty for the automatic choice.
     pub storage_driver: String,
@@ -200,6 +203,7 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
                 storage_driver: Some(root.driver),
                 layers: image.layers.clone(),
                 interactive: req.interactive,
+                tty: req.tty,
                 stop_signal: image
                     .config
                     .config()

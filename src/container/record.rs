@@ -61,6 +61,9 @@ pub struct RunConfig {
     #[serde(default)]
     pub layers: Vec<std::path::PathBuf>,
     pub interactive: bool,
+    /// A pseudo-terminal for the command (`-t`).
+    #[serde(default)]
+    pub tty: bool,
     pub stop_signal: String,
     pub labels: std::collections::BTreeMap<String, String>,
 }

@@ -183,7 +183,7 @@ pub fn build(rec: &Record, inputs: &SpecInputs) -> Result<Spec> {
         .build()?;
 
     let process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(cfg.tty)
         .args(rec.command.clone())
         .env(cfg.env.clone())
         .cwd(cfg.workdir.clone())

@@ -28,6 +28,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 
+use super::console::Console;
 use super::logs::{self, Stream};
 use super::options::{Network, PortHandler};
 use super::record::{self, Runtime};
@@ -169,6 +170,8 @@ fn supervise(
     ready: Option<OwnedFd>,
 ) -> Result<i32> {
     let log = attach != Attach::Foreground { log: false };
+    let foreground = matches!(attach, Attach::Foreground { .. });
+    let tty = plan.process.terminal;
     // Output to a closed terminal must not kill the supervisor, and with it
     // the container.
     sandbox::sys::set_sigpipe(false);
@@ -194,6 +197,10 @@ fn supervise(
     for s in FORWARDED.iter().chain([&Signal::SIGCHLD]) {
         mask.add(*s);
     }
+    // The user's terminal changing size resizes the container's.
+    if tty && foreground {
+        mask.add(Signal::SIGWINCH);
+    }
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
     sandbox::sys::default_action(FORWARDED);
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
@@ -217,7 +224,11 @@ fn supervise(
     };
     rt.ports = bound.as_ref().map(|b| b.mappings()).unwrap_or_default();
 
-    let (stdio, pipes) = make_stdio(log, interactive)?;
+    // With -t the container's streams are its terminal, made inside.
+    let (stdio, pipes) = match tty {
+        true => (null_stdio()?, None),
+        false => make_stdio(log, interactive)?,
+    };
     let mut fuse = None;
     let mut handover = sandbox::Handover::default();
     if plan.fuse_root {
@@ -245,6 +256,7 @@ fn supervise(
         }
     };
     let pid = spawned.pid;
+    let mut console = spawned.console.map(|m| Console::new(m, foreground));
     // The network holds one or two descriptors per connection (more while
     // bytes wait in a pipe): allow it as many as the hard limit does. The
     // container, already started, keeps the limits it inherited.
@@ -294,9 +306,25 @@ fn supervise(
     }
     drop(lock);
 
-    let echo = matches!(attach, Attach::Foreground { .. });
+    let streams = match (&mut console, pipes) {
+        (Some(console), _) => {
+            if interactive && foreground {
+                console.forward_input()?;
+            }
+            vec![(console.output()?, Stream::Stdout)]
+        }
+        (None, Some([out, err])) => vec![(out, Stream::Stdout), (err, Stream::Stderr)],
+        (None, None) => Vec::new(),
+    };
+    let output = Output {
+        streams,
+        log,
+        echo: foreground,
+    };
     let server_pid = fuse.as_ref().map(|f| f.pid);
-    let served = serve(dirs, id, pid, server_pid, &sigfd, pipes, echo);
+    let served = serve(dirs, id, pid, server_pid, &sigfd, output, console.as_ref());
+    // The user's terminal is itself again before anything is printed.
+    drop(console);
     if let Some(net) = network {
         net.stop();
     }
@@ -462,6 +490,25 @@ impl NetThread {
     }
 }
 
+/// Where the container's output comes from and goes: `streams` are read
+/// until they end, copied to the log if `log` and to this process's own
+/// stdout and stderr if `echo`.
+struct Output {
+    streams: Vec<(OwnedFd, Stream)>,
+    log: bool,
+    echo: bool,
+}
+
+/// Standard streams for a container whose terminal replaces them.
+fn null_stdio() -> Result<Stdio> {
+    let null = || -> Result<OwnedFd> { Ok(File::open("/dev/null")?.into()) };
+    Ok(Stdio {
+        stdin: null()?,
+        stdout: null()?,
+        stderr: null()?,
+    })
+}
+
 /// The container's stdio: pipes to read when logging, else this process's
 /// own descriptors. Stdin is /dev/null unless `-i`.
 fn make_stdio(log: bool, interactive: bool) -> Result<(Stdio, Option<[OwnedFd; 2]>)> {
@@ -527,18 +574,20 @@ fn serve(
     pid: Pid,
     server: Option<Pid>,
     sigfd: &SignalFd,
-    pipes: Option<[OwnedFd; 2]>,
-    echo: bool,
+    output: Output,
+    console: Option<&Console>,
 ) -> Result<Served> {
-    let mut writer = match &pipes {
-        Some(_) => Some(
+    let Output {
+        streams: mut open,
+        log,
+        echo,
+    } = output;
+    let mut writer = match log && !open.is_empty() {
+        true => Some(
             logs::Writer::open(&logs::path(dirs, id)).context("cannot open the container log")?,
         ),
-        None => None,
+        false => None,
     };
-    let mut open: Vec<(OwnedFd, Stream)> = pipes
-        .map(|[o, e]| vec![(o, Stream::Stdout), (e, Stream::Stderr)])
-        .unwrap_or_default();
     let mut status = None;
     let mut server_died = false;
     let mut buf = vec![0u8; 64 * 1024];
@@ -581,6 +630,11 @@ fn serve(
                 let sig = Signal::try_from(info.ssi_signo as i32).ok();
                 match sig {
                     Some(Signal::SIGCHLD) => {}
+                    Some(Signal::SIGWINCH) => {
+                        if let Some(console) = console {
+                            console.resize();
+                        }
+                    }
                     Some(s) => {
                         let _ = kill(pid, s);
                     }

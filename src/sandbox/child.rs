@@ -28,18 +28,22 @@ use super::{SandboxError, Stdio, init, mounts};
 pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 pub const EXIT_NOT_FOUND: i32 = 127;
 
+/// The sockets descriptors made inside go out through, each present when
+/// the plan asks for what it carries.
+pub struct Sockets {
+    /// The TAP device, to the supervisor's network.
+    pub tap: Option<OwnedFd>,
+    /// The FUSE root's `/dev/fuse`, to its server.
+    pub fuse_server: Option<OwnedFd>,
+    /// The master of the command's pseudo-terminal, to the supervisor.
+    pub console: Option<OwnedFd>,
+}
+
 /// Runs the recipe; never returns. `maps_done` is read until the parent has
 /// written the id maps; `report` carries an error back.
-pub fn run(
-    plan: &Plan,
-    stdio: Stdio,
-    maps_done: OwnedFd,
-    report: OwnedFd,
-    tap_tx: Option<OwnedFd>,
-    fuse_server: Option<OwnedFd>,
-) -> ! {
+pub fn run(plan: &Plan, stdio: Stdio, maps_done: OwnedFd, report: OwnedFd, sockets: Sockets) -> ! {
     let mut report = Some(report);
-    let err = match setup(plan, stdio, maps_done, &mut report, tap_tx, fuse_server) {
+    let err = match setup(plan, stdio, maps_done, &mut report, sockets) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -58,9 +62,13 @@ fn setup(
     stdio: Stdio,
     maps_done: OwnedFd,
     report: &mut Option<OwnedFd>,
-    tap_tx: Option<OwnedFd>,
-    fuse_server: Option<OwnedFd>,
+    sockets: Sockets,
 ) -> Result<Infallible, SandboxError> {
+    let Sockets {
+        tap: tap_tx,
+        fuse_server,
+        console,
+    } = sockets;
     let setup_err = |step: &str| {
         let step = step.to_string();
         move |e: nix::Error| SandboxError::Setup {
@@ -85,6 +93,7 @@ fn setup(
         .chain([maps_done.as_raw_fd()])
         .chain(tap_tx.as_ref().map(|t| t.as_raw_fd()))
         .chain(fuse_server.as_ref().map(|t| t.as_raw_fd()))
+        .chain(console.as_ref().map(|t| t.as_raw_fd()))
         .collect::<Vec<_>>();
     sys::close_fds_except(&keep).map_err(|source| SandboxError::Setup {
         step: "close inherited descriptors".into(),
@@ -119,6 +128,11 @@ fn setup(
     }
     if plan.readonly_root {
         mounts::readonly_root()?;
+    }
+    // After pivot_root, so the terminal comes from the container's own
+    // devpts: the command sees /dev/pts/0, as under Docker.
+    if let Some(sock) = console {
+        attach_terminal(sock)?;
     }
     if let Some(name) = &plan.hostname
         && plan.namespaces.contains(CloneFlags::CLONE_NEWUTS)
@@ -164,6 +178,34 @@ fn wait_for_maps(maps_done: OwnedFd) -> Result<(), SandboxError> {
             source: std::io::Error::other("the parent gave up"),
         }),
     }
+}
+
+/// Opens a pseudo-terminal, makes its slave the standard streams (the
+/// command takes it as its controlling terminal once it leads a session,
+/// see `exec_command`) and sends the master to the supervisor.
+fn attach_terminal(sock: OwnedFd) -> Result<(), SandboxError> {
+    let step = |what: &'static str| {
+        move |e: nix::Error| SandboxError::Setup {
+            step: format!("{what} (for -t)"),
+            source: e.into(),
+        }
+    };
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let master = nix::pty::posix_openpt(flags).map_err(step("open /dev/ptmx"))?;
+    nix::pty::grantpt(&master).map_err(step("grant the terminal"))?;
+    nix::pty::unlockpt(&master).map_err(step("unlock the terminal"))?;
+    let name = nix::pty::ptsname_r(&master).map_err(step("name the terminal"))?;
+    let slave = nix::fcntl::open(name.as_str(), flags, nix::sys::stat::Mode::empty())
+        .map_err(step("open the terminal"))?;
+    nix::unistd::dup2_stdin(&slave)
+        .and_then(|()| nix::unistd::dup2_stdout(&slave))
+        .and_then(|()| nix::unistd::dup2_stderr(&slave))
+        .map_err(step("attach the terminal"))?;
+    super::fdpass::send(&sock, master.as_fd()).map_err(|source| SandboxError::Setup {
+        step: "hand the terminal to the supervisor".into(),
+        source,
+    })
 }
 
 fn take_stdio(stdio: Stdio) -> nix::Result<()> {
@@ -265,6 +307,14 @@ pub(super) fn exec_command(p: &ProcessPlan) -> Result<Infallible, SandboxError> 
         }
     };
     setsid().map_err(err("start a session".into()))?;
+    if p.terminal {
+        sys::set_controlling_terminal(std::io::stdin().as_fd()).map_err(|source| {
+            SandboxError::Setup {
+                step: "take the terminal (for -t)".into(),
+                source,
+            }
+        })?;
+    }
     // Docker creates a missing working folder rather than failing.
     let _ = std::fs::create_dir_all(&p.cwd);
     chdir(&p.cwd).map_err(err(format!(

@@ -83,6 +83,9 @@ pub struct Spawned {
     /// The TAP device made in the container's network namespace, if the plan
     /// asked for one: the supervisor's end of the container's network.
     pub tap: Option<OwnedFd>,
+    /// The master of the command's pseudo-terminal, if the plan asked for
+    /// one (`ProcessPlan::terminal`).
+    pub console: Option<OwnedFd>,
 }
 
 /// Starts the container the plan describes once the command has been
@@ -113,20 +116,33 @@ pub fn spawn(plan: &Plan, stdio: Stdio, handover: Handover) -> Result<Spawned, S
         }
         None => (None, None),
     };
+    let (console_rx, console_tx) = match plan.process.terminal {
+        true => {
+            let (a, b) = fdpass::channel().map_err(|source| SandboxError::Setup {
+                step: "create the terminal hand-over socket".into(),
+                source,
+            })?;
+            (Some(a), Some(b))
+        }
+        false => (None, None),
+    };
 
     let child = clone_namespaces(plan.namespaces)?;
     let Some(pid) = child else {
-        drop((maps_tx, report_rx, tap_rx));
+        drop((maps_tx, report_rx, tap_rx, console_rx));
         child::run(
             plan,
             stdio,
             maps_rx,
             report_tx,
-            tap_tx,
-            handover.fuse_server,
+            child::Sockets {
+                tap: tap_tx,
+                fuse_server: handover.fuse_server,
+                console: console_tx,
+            },
         )
     };
-    drop((maps_rx, report_tx, stdio, tap_tx, handover));
+    drop((maps_rx, report_tx, stdio, tap_tx, console_tx, handover));
 
     let reap = |e: SandboxError| {
         let _ = kill(pid, Signal::SIGKILL);
@@ -156,16 +172,18 @@ pub fn spawn(plan: &Plan, stdio: Stdio, handover: Handover) -> Result<Spawned, S
         })?;
     match report.split_first() {
         None => {
-            let tap = match tap_rx {
-                Some(sock) => Some(fdpass::receive(&sock).map_err(|source| {
+            let receive = |sock: Option<OwnedFd>, what: &str| match sock {
+                Some(sock) => fdpass::receive(&sock).map(Some).map_err(|source| {
                     reap(SandboxError::Setup {
-                        step: "receive the TAP device".into(),
+                        step: format!("receive the {what}"),
                         source,
                     })
-                })?),
-                None => None,
+                }),
+                None => Ok(None),
             };
-            Ok(Spawned { pid, tap })
+            let tap = receive(tap_rx, "TAP device")?;
+            let console = receive(console_rx, "terminal")?;
+            Ok(Spawned { pid, tap, console })
         }
         Some((&code, message)) => {
             let _ = waitpid(pid, None);

@@ -134,6 +134,10 @@ pub struct ProcessPlan {
     pub inheritable: CapsHashSet,
     pub ambient: CapsHashSet,
     pub no_new_privs: bool,
+    /// A pseudo-terminal from the container's own devpts is its stdio and
+    /// controlling terminal; the master goes to the supervisor
+    /// (`Handover::console`).
+    pub terminal: bool,
 }
 
 /// One mount, in the order the spec lists it.
@@ -307,6 +311,7 @@ fn process_plan(p: &oci_spec::runtime::Process) -> Result<ProcessPlan, SandboxEr
         inheritable: set(caps.and_then(|c| c.inheritable().as_ref()))?,
         ambient: set(caps.and_then(|c| c.ambient().as_ref()))?,
         no_new_privs: p.no_new_privileges().unwrap_or(false),
+        terminal: p.terminal().unwrap_or(false),
     })
 }
 

@@ -742,6 +742,82 @@ impl Env {
     }
 
     /// Runs a burrow command to its end.
+    /// Runs burrow with a pseudo-terminal of `rows` by `cols` as its
+    /// standard streams, as a user at a terminal does: `input` is typed
+    /// once `ready` appears in the output (or at once if empty), and the
+    /// output is read until burrow exits. Returns the output, the exit code,
+    /// and whether the terminal's settings were the same afterwards.
+    pub fn burrow_on_terminal<S: AsRef<OsStr>>(
+        &self,
+        args: impl IntoIterator<Item = S>,
+        (rows, cols): (u16, u16),
+        ready: &str,
+        input: &[u8],
+    ) -> (String, i32, bool) {
+        use nix::pty::{Winsize, openpty};
+        use nix::sys::termios::tcgetattr;
+        let size = Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = openpty(Some(&size), None).expect("openpty");
+        let before = tcgetattr(&pty.slave).expect("tcgetattr");
+        let args = self.burrow_args(args);
+        let mut cmd = self.command(&shared().bin);
+        cmd.args(&args).current_dir(&self.dir);
+        let tty = |fd: &std::os::fd::OwnedFd| Stdio::from(fd.try_clone().expect("dup"));
+        cmd.stdin(tty(&pty.slave))
+            .stdout(tty(&pty.slave))
+            .stderr(tty(&pty.slave));
+        if self.user.switch {
+            cmd.uid(self.user.uid).gid(self.user.gid);
+        }
+        let mut child = cmd.spawn().expect("spawn burrow");
+        let mut master = fs::File::from(pty.master);
+        let mut reader = master.try_clone().expect("dup");
+        let seen = Arc::new(Mutex::new(String::new()));
+        let out = seen.clone();
+        // Reads until the last holder of the slave (our copy included) closes it.
+        let drain = thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                out.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        eventually(secs(60), "burrow to be ready for input", || {
+            ready.is_empty() || seen.lock().unwrap().contains(ready)
+        });
+        master.write_all(input).expect("type");
+        let deadline = Instant::now() + secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "burrow on a terminal hung: {}",
+                seen.lock().unwrap()
+            );
+            thread::sleep(Duration::from_millis(50));
+        };
+        let after = tcgetattr(&pty.slave).expect("tcgetattr");
+        let same =
+            before.local_flags == after.local_flags && before.input_flags == after.input_flags;
+        // The last copies of the slave: then the reader sees its end.
+        drop((cmd, pty.slave));
+        let _ = drain.join();
+        let output = seen.lock().unwrap().clone();
+        (
+            output,
+            status.code().unwrap_or(128 + status.signal().unwrap_or(0)),
+            same,
+        )
+    }
+
     pub fn burrow<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Output {
         self.spawn(args).finish(DEFAULT_TIMEOUT)
     }
