@@ -2,7 +2,7 @@
 
 use std::os::fd::AsFd;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::container::{self, ExecRequest};
@@ -17,8 +17,8 @@ pub struct ExecArgs {
     /// Keep standard input open
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// A pseudo-terminal for the command: not supported by exec yet (run -t
-    /// is); without it the command uses this terminal's streams as they are
+    /// Give the command a pseudo-terminal (with -i, this terminal's input
+    /// reaches it, and the terminal is put in raw mode while it runs)
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Set an environment variable (KEY=VALUE, or KEY to copy it)
@@ -38,17 +38,14 @@ pub struct ExecArgs {
 }
 
 pub fn run(dirs: &Dirs, a: ExecArgs) -> Result<i32> {
-    if a.tty {
-        bail!(
-            "exec -t is not supported yet: leave out -t (with -i the command still reads this terminal, without a terminal of its own), or start the container with run -it"
-        );
-    }
     let rec = container::find(dirs, &a.container)?;
     if !a.interactive {
         let null = std::fs::File::open("/dev/null").context("cannot open /dev/null")?;
         nix::unistd::dup2_stdin(null.as_fd())?;
     }
     let req = ExecRequest {
+        tty: a.tty,
+        interactive: a.interactive,
         command: a.command,
         env: a.env,
         workdir: a.workdir,

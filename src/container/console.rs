@@ -15,29 +15,45 @@ use std::os::fd::{AsFd, OwnedFd};
 use anyhow::{Context, Result};
 use nix::sys::termios::{self, SetArg, Termios};
 
-use crate::sandbox::sys::{set_window_size, window_size};
+use crate::sandbox::sys::set_window_size;
+use crate::sandbox::user_terminal_size;
 
 /// A container's terminal, as the supervisor holds it.
 pub struct Console {
     master: OwnedFd,
-    /// The user's terminal settings to put back, while it is in raw mode.
-    restore: Option<Termios>,
+    /// The user's terminal, in raw mode while keys are forwarded.
+    raw: Option<RawMode>,
+}
+
+/// The user's terminal (standard input) in raw mode: keys go through as
+/// typed, Ctrl-C included. Its settings come back when this is dropped.
+pub struct RawMode(Termios);
+
+impl RawMode {
+    /// `None` when standard input is not a terminal.
+    pub fn enter() -> Result<Option<RawMode>> {
+        let stdin = io::stdin();
+        let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else {
+            return Ok(None);
+        };
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw)
+            .context("cannot put the terminal in raw mode")?;
+        Ok(Some(RawMode(saved)))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(io::stdin().as_fd(), SetArg::TCSADRAIN, &self.0);
+    }
 }
 
 impl Console {
-    /// Takes the master. `user`: whether this process is attached to the
-    /// user (a foreground run), whose terminal then sizes the container's;
-    /// otherwise, or when the user has no terminal, it is 24 by 80 (a
-    /// terminal of no size confuses programs that ask).
-    pub fn new(master: OwnedFd, user: bool) -> Console {
-        let console = Console {
-            master,
-            restore: None,
-        };
-        if !(user && console.resize()) {
-            let _ = set_window_size(console.master.as_fd(), 24, 80);
-        }
-        console
+    /// Takes the master (sized already, see `ProcessPlan::terminal_size`).
+    pub fn new(master: OwnedFd) -> Console {
+        Console { master, raw: None }
     }
 
     /// A descriptor of the master to read the container's output from.
@@ -47,15 +63,11 @@ impl Console {
             .context("cannot duplicate the terminal")
     }
 
-    /// Gives the container's terminal the size of the user's (standard
-    /// output's, else standard input's); false if the user has none.
-    pub fn resize(&self) -> bool {
-        let size = window_size(io::stdout().as_fd()).or_else(|| window_size(io::stdin().as_fd()));
-        match size {
-            Some((rows, cols)) if rows > 0 && cols > 0 => {
-                set_window_size(self.master.as_fd(), rows, cols).is_ok()
-            }
-            _ => false,
+    /// Gives the container's terminal the size of the user's, if there is
+    /// one (on SIGWINCH).
+    pub fn resize(&self) {
+        if let Some((rows, cols)) = user_terminal_size() {
+            let _ = set_window_size(self.master.as_fd(), rows, cols);
         }
     }
 
@@ -63,14 +75,7 @@ impl Console {
     /// its own, the user's terminal in raw mode meanwhile (if standard input
     /// is one). Call after the last fork: this starts a thread.
     pub fn forward_input(&mut self) -> Result<()> {
-        let stdin = io::stdin();
-        if let Ok(saved) = termios::tcgetattr(stdin.as_fd()) {
-            let mut raw = saved.clone();
-            termios::cfmakeraw(&mut raw);
-            termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw)
-                .context("cannot put the terminal in raw mode")?;
-            self.restore = Some(saved);
-        }
+        self.raw = RawMode::enter()?;
         let mut to = std::fs::File::from(self.output()?);
         std::thread::Builder::new()
             .name("stdin".into())
@@ -87,13 +92,5 @@ impl Console {
             })
             .context("cannot start the input thread")?;
         Ok(())
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        if let Some(saved) = self.restore.take() {
-            let _ = termios::tcsetattr(io::stdin().as_fd(), SetArg::TCSADRAIN, &saved);
-        }
     }
 }

@@ -5,6 +5,7 @@
 use anyhow::{Context, Result, bail};
 use nix::unistd::Pid;
 
+use super::console::RawMode;
 use super::record::{self, Record, Status};
 use super::{host_ids, options, resolve_user};
 use crate::paths::Dirs;
@@ -14,6 +15,10 @@ use crate::sandbox::idmap::HostIds;
 #[derive(Debug, Clone, Default)]
 pub struct ExecRequest {
     pub command: Vec<String>,
+    /// A pseudo-terminal for the command (`-t`).
+    pub tty: bool,
+    /// With `tty`: send this process's standard input to it (`-i`).
+    pub interactive: bool,
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
@@ -37,8 +42,9 @@ pub fn exec(dirs: &Dirs, rec: &Record, req: &ExecRequest) -> Result<i32> {
     let mut process = plan.process.clone();
     process.args = req.command.clone();
     // The container's terminal (`run -t`) is its first command's; a command
-    // run here uses the caller's streams.
-    process.terminal = false;
+    // run here gets one of its own with -t, else uses the caller's streams.
+    process.terminal = req.tty;
+    process.terminal_size = crate::sandbox::user_terminal_size();
     let extra = options::parse_env(&req.env, |k| std::env::var(k).ok())?;
     process.env = options::merge_env(&process.env, &extra);
     if let Some(w) = &req.workdir {
@@ -64,5 +70,15 @@ pub fn exec(dirs: &Dirs, rec: &Record, req: &ExecRequest) -> Result<i32> {
             process.permitted.clear();
         }
     }
-    Ok(crate::sandbox::exec_in(Pid::from_raw(pid), &process)?)
+    // The user's keys reach the command's terminal as typed (restored
+    // when this goes, after the command's last output).
+    let _raw = match req.tty && req.interactive {
+        true => RawMode::enter()?,
+        false => None,
+    };
+    Ok(crate::sandbox::exec_in(
+        Pid::from_raw(pid),
+        &process,
+        req.interactive,
+    )?)
 }

@@ -240,6 +240,21 @@ fn supervise(
             Err(e) => return Err(fail_start(dirs, &mut rec, 125, format!("{e:#}"), ready)),
         }
     }
+    // The command's terminal starts at the size of the user's.
+    let sized;
+    let plan = match (tty && foreground, sandbox::user_terminal_size()) {
+        (true, Some(size)) => {
+            sized = Plan {
+                process: sandbox::plan::ProcessPlan {
+                    terminal_size: Some(size),
+                    ..plan.process.clone()
+                },
+                ..plan.clone()
+            };
+            &sized
+        }
+        _ => plan,
+    };
     let spawned = match sandbox::spawn(plan, stdio, handover) {
         Ok(s) => s,
         Err(e) => {
@@ -256,7 +271,7 @@ fn supervise(
         }
     };
     let pid = spawned.pid;
-    let mut console = spawned.console.map(|m| Console::new(m, foreground));
+    let mut console = spawned.console.map(Console::new);
     // The network holds one or two descriptors per connection (more while
     // bytes wait in a pipe): allow it as many as the hard limit does. The
     // container, already started, keeps the limits it inherited.

@@ -132,7 +132,7 @@ fn setup(
     // After pivot_root, so the terminal comes from the container's own
     // devpts: the command sees /dev/pts/0, as under Docker.
     if let Some(sock) = console {
-        attach_terminal(sock)?;
+        attach_terminal(sock, plan.process.terminal_size.unwrap_or((24, 80)))?;
     }
     if let Some(name) = &plan.hostname
         && plan.namespaces.contains(CloneFlags::CLONE_NEWUTS)
@@ -183,7 +183,7 @@ fn wait_for_maps(maps_done: OwnedFd) -> Result<(), SandboxError> {
 /// Opens a pseudo-terminal, makes its slave the standard streams (the
 /// command takes it as its controlling terminal once it leads a session,
 /// see `exec_command`) and sends the master to the supervisor.
-fn attach_terminal(sock: OwnedFd) -> Result<(), SandboxError> {
+pub(super) fn attach_terminal(sock: OwnedFd, (rows, cols): (u16, u16)) -> Result<(), SandboxError> {
     let step = |what: &'static str| {
         move |e: nix::Error| SandboxError::Setup {
             step: format!("{what} (for -t)"),
@@ -195,6 +195,10 @@ fn attach_terminal(sock: OwnedFd) -> Result<(), SandboxError> {
     let master = nix::pty::posix_openpt(flags).map_err(step("open /dev/ptmx"))?;
     nix::pty::grantpt(&master).map_err(step("grant the terminal"))?;
     nix::pty::unlockpt(&master).map_err(step("unlock the terminal"))?;
+    sys::set_window_size(master.as_fd(), rows, cols).map_err(|source| SandboxError::Setup {
+        step: "size the terminal (for -t)".into(),
+        source,
+    })?;
     let name = nix::pty::ptsname_r(&master).map_err(step("name the terminal"))?;
     let slave = nix::fcntl::open(name.as_str(), flags, nix::sys::stat::Mode::empty())
         .map_err(step("open the terminal"))?;

@@ -138,6 +138,9 @@ pub struct ProcessPlan {
     /// controlling terminal; the master goes to the supervisor
     /// (`Handover::console`).
     pub terminal: bool,
+    /// The terminal's size in rows and columns from the start, so the
+    /// command never sees a terminal of no size; `None`: 24 by 80.
+    pub terminal_size: Option<(u16, u16)>,
 }
 
 /// One mount, in the order the spec lists it.
@@ -312,6 +315,7 @@ fn process_plan(p: &oci_spec::runtime::Process) -> Result<ProcessPlan, SandboxEr
         ambient: set(caps.and_then(|c| c.ambient().as_ref()))?,
         no_new_privs: p.no_new_privileges().unwrap_or(false),
         terminal: p.terminal().unwrap_or(false),
+        terminal_size: None,
     })
 }
 

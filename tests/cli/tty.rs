@@ -35,16 +35,23 @@ fn run_t_gives_the_command_a_terminal_of_its_own() {
         env.ok(["inspect", "-f", "{{.Config.Tty}}", "bg"]).trim(),
         "true"
     );
-    // exec into it uses the caller's streams, not the container's terminal.
+    // exec into it uses the caller's streams, unless -t gives the command a
+    // terminal of its own (the container's first one is taken: pts/1).
     assert_eq!(
         env.ok(["exec", "bg", "sh", "-c", "test -t 0 || echo not-a-tty"]),
         "not-a-tty\n"
     );
-    let refused = env.burrow(["exec", "-t", "bg", "true"]).burrow_error();
+    assert_eq!(
+        env.ok(["exec", "-t", "bg", "sh", "-c", "tty; stty size"]),
+        "/dev/pts/1\r\n24 80\r\n"
+    );
+    // A background process keeping that terminal open does not hold exec up.
+    let started = std::time::Instant::now();
+    env.burrow(["exec", "-t", "bg", "sh", "-c", "sleep 30 & exit 4"])
+        .expect_code(4);
     assert!(
-        refused.stderr.contains("exec -t is not supported yet"),
-        "{}",
-        refused.describe()
+        started.elapsed() < secs(20),
+        "exec -t waited for a background process"
     );
 }
 
@@ -88,4 +95,27 @@ fn run_it_on_a_terminal_takes_its_size_and_keys_and_restores_it() {
     );
     assert_eq!(code, 130, "{out}");
     assert!(restored, "{out}");
+}
+
+#[test]
+fn exec_it_on_a_terminal_takes_its_size_and_keys() {
+    let env = setup!(Env::new());
+    env.run_detached(["--name", "box", "busybox", "sleep", "100"]);
+    let (out, code, restored) = env.burrow_on_terminal(
+        [
+            "exec",
+            "-it",
+            "box",
+            "sh",
+            "-c",
+            "tty; stty size; echo ready; read line; echo got:$line; exit 3",
+        ],
+        (40, 120),
+        "ready",
+        b"hello\r",
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("/dev/pts/0\r\n40 120\r\n"), "{out}");
+    assert!(out.contains("got:hello"), "{out}");
+    assert!(restored, "the terminal was left in raw mode: {out}");
 }
