@@ -85,16 +85,7 @@ pub fn exec_in(target: Pid, process: &ProcessPlan, interactive: bool) -> Result<
             step: "create a pipe".into(),
             source: e.into(),
         })?;
-    let (console_rx, console_tx) = match process.terminal {
-        true => {
-            let (a, b) = super::fdpass::channel().map_err(|source| SandboxError::Setup {
-                step: "create the terminal hand-over socket".into(),
-                source,
-            })?;
-            (Some(a), Some(b))
-        }
-        false => (None, None),
-    };
+    let (console_rx, console_tx) = super::handover_pair(process.terminal, "terminal")?;
     let child = match sys::clone_fork(0).map_err(|source| SandboxError::Setup {
         step: "fork".into(),
         source,

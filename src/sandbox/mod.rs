@@ -106,26 +106,8 @@ pub fn spawn(plan: &Plan, stdio: Stdio, handover: Handover) -> Result<Spawned, S
     };
     let (maps_rx, maps_tx) = pipe("id map")?;
     let (report_rx, report_tx) = pipe("error report")?;
-    let (tap_rx, tap_tx) = match plan.tap {
-        Some(_) => {
-            let (a, b) = fdpass::channel().map_err(|source| SandboxError::Setup {
-                step: "create the TAP hand-over socket".into(),
-                source,
-            })?;
-            (Some(a), Some(b))
-        }
-        None => (None, None),
-    };
-    let (console_rx, console_tx) = match plan.process.terminal {
-        true => {
-            let (a, b) = fdpass::channel().map_err(|source| SandboxError::Setup {
-                step: "create the terminal hand-over socket".into(),
-                source,
-            })?;
-            (Some(a), Some(b))
-        }
-        false => (None, None),
-    };
+    let (tap_rx, tap_tx) = handover_pair(plan.tap.is_some(), "TAP")?;
+    let (console_rx, console_tx) = handover_pair(plan.process.terminal, "terminal")?;
 
     let child = clone_namespaces(plan.namespaces)?;
     let Some(pid) = child else {
@@ -251,6 +233,22 @@ fn write_id_maps(
     proc_file("setgroups", "deny")?;
     proc_file("uid_map", &idmap::proc_format(uid_map))?;
     proc_file("gid_map", &idmap::proc_format(gid_map))
+}
+
+/// A [`handover_channel`] if `wanted`, as (receiver's end, sender's end);
+/// `what` names what goes through it, for the error.
+fn handover_pair(
+    wanted: bool,
+    what: &str,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>), SandboxError> {
+    if !wanted {
+        return Ok((None, None));
+    }
+    let (rx, tx) = fdpass::channel().map_err(|source| SandboxError::Setup {
+        step: format!("create the {what} hand-over socket"),
+        source,
+    })?;
+    Ok((Some(rx), Some(tx)))
 }
 
 /// A connected Unix socket pair for handing descriptors over:
