@@ -22,9 +22,23 @@ pub enum Format {
     Template { template: Template, table: bool },
 }
 
+/// Docker's reading of a `--format` string: a literal `\t` or `\n` is a
+/// tab or a newline.
+fn unescape(format: &str) -> String {
+    format.replace("\\t", "\t").replace("\\n", "\n")
+}
+
+/// A template alone (`inspect -f`), read as `--format` is; `example` goes
+/// in the error.
+pub fn template(format: &str, example: &str) -> Result<Template> {
+    let format = unescape(format);
+    Template::parse(&format)
+        .with_context(|| format!("bad --format {format:?}: use a Go template such as '{example}'"))
+}
+
 impl Format {
     pub fn parse(format: &str) -> Result<Format> {
-        let format = format.replace("\\t", "\t").replace("\\n", "\n");
+        let format = unescape(format);
         let trimmed = format.trim();
         if trimmed == "table" {
             return Ok(Format::Table);

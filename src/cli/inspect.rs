@@ -4,7 +4,6 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::template::Template;
 use crate::container::options::Network;
 use crate::container::{self, record::Record, record::Status};
 use crate::net::{CONTAINER_IP, GATEWAY_IP, PortMapping};
@@ -51,10 +50,7 @@ pub fn run(dirs: &Dirs, a: InspectArgs) -> Result<i32> {
     match &a.format {
         None => println!("{}", serde_json::to_string_pretty(&Value::Array(out))?),
         Some(format) => {
-            let format = format.replace("\\t", "\t").replace("\\n", "\n");
-            let template = Template::parse(&format).with_context(|| {
-                format!("bad --format {format:?}: use a Go template such as '{{{{.Id}}}}'")
-            })?;
+            let template = super::format::template(format, "{{.Id}}")?;
             for object in &out {
                 println!("{}", template.render(object).context("bad --format")?);
             }

@@ -15,8 +15,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use anyhow::{Context, Result};
 use nix::sys::termios::{self, SetArg, Termios};
 
-use crate::sandbox::sys::set_window_size;
-use crate::sandbox::user_terminal_size;
+use crate::sandbox::follow_user_terminal;
 
 /// A container's terminal, as the supervisor holds it.
 pub struct Console {
@@ -66,9 +65,7 @@ impl Console {
     /// Gives the container's terminal the size of the user's, if there is
     /// one (on SIGWINCH).
     pub fn resize(&self) {
-        if let Some((rows, cols)) = user_terminal_size() {
-            let _ = set_window_size(self.master.as_fd(), rows, cols);
-        }
+        follow_user_terminal(self.master.as_fd());
     }
 
     /// Sends standard input to the container's terminal from a thread of

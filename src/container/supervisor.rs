@@ -242,8 +242,12 @@ fn supervise(
     }
     // The command's terminal starts at the size of the user's.
     let sized;
-    let plan = match (tty && foreground, sandbox::user_terminal_size()) {
-        (true, Some(size)) => {
+    let size = match tty && foreground {
+        true => sandbox::user_terminal_size(),
+        false => None,
+    };
+    let plan = match size {
+        Some(size) => {
             sized = Plan {
                 process: sandbox::plan::ProcessPlan {
                     terminal_size: Some(size),
@@ -253,7 +257,7 @@ fn supervise(
             };
             &sized
         }
-        _ => plan,
+        None => plan,
     };
     let spawned = match sandbox::spawn(plan, stdio, handover) {
         Ok(s) => s,

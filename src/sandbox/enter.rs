@@ -8,7 +8,7 @@
 //! command (session, working folder, capabilities, identity, `execve`).
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -174,11 +174,7 @@ fn relay_terminal(
     sys::default_action(FORWARDED);
     let sigfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(err("watch signals"))?;
-    let resize = || {
-        if let Some((rows, cols)) = user_terminal_size() {
-            let _ = sys::set_window_size(master.as_fd(), rows, cols);
-        }
-    };
+    let resize = || follow_user_terminal(master.as_fd());
     let flags = fcntl(&master, FcntlArg::F_GETFL).map_err(err("read the terminal's flags"))?;
     fcntl(
         &master,
@@ -263,6 +259,14 @@ pub fn user_terminal_size() -> Option<(u16, u16)> {
     sys::window_size(std::io::stdout().as_fd())
         .or_else(|| sys::window_size(std::io::stdin().as_fd()))
         .filter(|&(rows, cols)| rows > 0 && cols > 0)
+}
+
+/// Gives the terminal whose master is `master` the size of the user's, if
+/// the user has one (on SIGWINCH).
+pub fn follow_user_terminal(master: BorrowedFd<'_>) {
+    if let Some((rows, cols)) = user_terminal_size() {
+        let _ = sys::set_window_size(master, rows, cols);
+    }
 }
 
 /// Writes all of `data` to the non-blocking terminal, waiting while it is

@@ -34,7 +34,7 @@ use nix::unistd::{Pid, pipe2};
 use thiserror::Error;
 
 pub use child::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
-pub use enter::{exec_in, user_terminal_size};
+pub use enter::{exec_in, follow_user_terminal, user_terminal_size};
 pub use init::exit_code;
 pub use mounts::secure_join;
 pub use plan::Plan;
