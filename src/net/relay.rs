@@ -288,8 +288,16 @@ impl Pump {
         self.shut
     }
 
-    /// One read through the small buffer, sent on at once; what `to` does
-    /// not take waits in a pipe, as a splice's bytes would.
+    /// Reads through the small buffer until `from` is drained, then sends
+    /// it on; what `to` does not take waits in a pipe, as a splice's bytes
+    /// would.
+    ///
+    /// Reading to the end before sending costs no call more than sending
+    /// each read at once (the read that finds the socket drained is made
+    /// either way), and it finds a FIN that came with the data: the data
+    /// then goes out held back (`MSG_MORE`) for the shutdown or close that
+    /// follows at once, which adds the FIN to it. An answer and its end in
+    /// one segment save a segment, its ACK and a wake-up of the reader.
     fn copy_small(&mut self, ends: &mut Ends, pipes: &mut Pipes) -> io::Result<()> {
         let Ends {
             from,
@@ -299,27 +307,48 @@ impl Pump {
             unwatched,
         } = ends;
         pipes.small.resize(SMALL, 0);
-        let n = match recv(from.as_raw_fd(), &mut pipes.small, MsgFlags::MSG_DONTWAIT) {
-            Ok(0) => {
-                self.eof = true;
-                return Ok(());
+        let mut n = 0;
+        while n < SMALL {
+            match recv(
+                from.as_raw_fd(),
+                &mut pipes.small[n..],
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(k) => {
+                    n += k;
+                    // Unwatched, a short read means drained (see
+                    // `Relay::pump_unwatched`).
+                    if *unwatched && n < SMALL {
+                        from_ready.readable = false;
+                        break;
+                    }
+                }
+                Err(Errno::EAGAIN) => {
+                    from_ready.readable = false;
+                    break;
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
             }
-            Ok(n) => n,
-            Err(Errno::EAGAIN) => {
-                from_ready.readable = false;
-                return Ok(());
-            }
-            Err(Errno::EINTR) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
+        }
+        if n == 0 {
+            return Ok(());
+        }
         self.moved += n as u64;
         self.bulk = n == SMALL;
-        if *unwatched && !self.bulk {
-            from_ready.readable = false;
-        }
+        let hold = if self.eof {
+            // (nix names no MSG_MORE.)
+            MsgFlags::from_bits_retain(libc::MSG_MORE)
+        } else {
+            MsgFlags::empty()
+        };
         let mut sent = 0;
         while sent < n && to_ready.writable {
-            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL | hold;
             match send(to.as_raw_fd(), &pipes.small[sent..n], flags) {
                 Ok(k) => sent += k,
                 Err(Errno::EAGAIN) => to_ready.writable = false,
@@ -491,6 +520,48 @@ mod tests {
         let mut got = Vec::new();
         server.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"hello, world");
+    }
+
+    /// Segments a socket has sent so far (`TCP_INFO`, which nix lacks).
+    #[allow(unsafe_code)]
+    fn segments_out(socket: &TcpStream) -> u32 {
+        // SAFETY: tcp_info is plain data, so all zeroes is a valid value.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: `info` is a tcp_info of `len` bytes, and the kernel
+        // writes at most `len` bytes into it.
+        let r = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&raw mut info).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "TCP_INFO: {}", io::Error::last_os_error());
+        info.tcpi_segs_out
+    }
+
+    #[test]
+    fn an_answer_and_its_fin_leave_in_one_segment() {
+        let (host, mut client) = pair();
+        let (inner, mut server) = pair();
+        let mut relay = Relay::new(host, inner, None);
+        let mut pipes = Pipes::default();
+        server.write_all(b"answer").unwrap();
+        server.shutdown(Shutdown::Write).unwrap();
+        // Both in the relay's socket before it reads, as when the loop
+        // wakes to an answer sent and closed at once.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let before = segments_out(&relay.host);
+        relay.ready(Side::Inner, true, false);
+        assert_eq!(relay.pump(&mut pipes), Status::Open);
+        assert!(relay.down.shut);
+        assert_eq!(segments_out(&relay.host) - before, 1, "data and FIN apart");
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"answer");
     }
 
     #[test]
