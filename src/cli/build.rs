@@ -11,7 +11,7 @@ use super::table::{human_size, render, truncate};
 use crate::build::{BuildOptions, builder::StepFailed};
 use crate::image::Reference;
 use crate::paths::Dirs;
-use crate::store::Store;
+use crate::store::{self, Store};
 use crate::timefmt;
 
 /// Build an image from a Dockerfile
@@ -138,7 +138,7 @@ pub fn history(dirs: &Dirs, a: HistoryArgs) -> Result<i32> {
         .map(|h| (h.clone(), h.empty_layer().unwrap_or(false), 0u64))
         .collect();
     // Sizes: each non-empty entry owns the next layer, bottom first.
-    let mut sizes = image.layers.iter().map(|l| dir_size(l).unwrap_or(0));
+    let mut sizes = image.layers.iter().map(|l| store::dir_size(l).unwrap_or(0));
     for row in rows.iter_mut() {
         if !row.1 {
             row.2 = sizes.next().unwrap_or(0);
@@ -182,18 +182,4 @@ pub fn history(dirs: &Dirs, a: HistoryArgs) -> Result<i32> {
         )
     );
     Ok(0)
-}
-
-fn dir_size(dir: &Path) -> io::Result<u64> {
-    let mut total = 0;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            total += dir_size(&entry.path())?;
-        } else if kind.is_file() {
-            total += entry.metadata()?.len();
-        }
-    }
-    Ok(total)
 }

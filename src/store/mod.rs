@@ -59,7 +59,7 @@ use thiserror::Error;
 pub use archive::Loaded;
 pub use commit::{NewImage, docker_fields};
 pub use distribution::{
-    BlobMismatch, Committed, LayerBlob, LayerClaim, PullCommit, PulledLayer, StagedLayer,
+    BlobMismatch, Committed, LayerBlob, LayerClaim, PullCommit, PulledLayer, StagedLayer, dir_size,
 };
 pub use import::{ImportOptions, host_arch};
 pub use layer::{

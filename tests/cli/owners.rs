@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -166,6 +167,57 @@ fn owned_tar() -> Vec<u8> {
     add("d/s", tar::EntryType::Regular, 0o600, (1000, 1001), b"s");
     add("r", tar::EntryType::Regular, 0o644, (0, 0), b"r");
     b.into_inner().unwrap()
+}
+
+/// With a subuid range a layer's mode-0700 folder belongs to a subordinate
+/// id, which the user cannot read; `image prune` still counts the rest of
+/// the layer (it reported 0B when one folder could not be read).
+#[test]
+fn prune_counts_a_layer_whose_folder_only_its_owner_can_read() {
+    let env = setup!(Env::subuid());
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut big = tar::Header::new_gnu();
+    big.set_mode(0o644);
+    big.set_size(50_000);
+    tar.append_data(&mut big, "big", &[7u8; 50_000][..])
+        .unwrap();
+    let owned = owned_tar();
+    let mut rest = tar::Archive::new(&owned[..]);
+    for entry in rest.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut header = entry.header().clone();
+        let path = entry.path().unwrap().into_owned();
+        tar.append_data(&mut header, path, &mut entry).unwrap();
+    }
+    let path = env.home().join("owned.tar");
+    fs::write(&path, tar.into_inner().unwrap()).unwrap();
+    env.ok(["import", path.to_str().unwrap(), "owned:1"]);
+    // Its layer alone in the store.
+    env.ok(["rmi", "busybox"]);
+    let unreadable = fs::read_dir(env.data_dir().join("images/layers"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path()
+        .join("d");
+    let (user, folder) = (
+        fs::metadata(env.data_dir()).unwrap(),
+        fs::metadata(&unreadable).unwrap(),
+    );
+    assert!(
+        folder.uid() != user.uid() && folder.mode() & 0o077 == 0,
+        "{} should be a subordinate id's, closed to others",
+        unreadable.display()
+    );
+    let out = env.burrow(["image", "prune", "-a", "-f"]).success();
+    assert_eq!(
+        out.lines().last().copied(),
+        // big, f and r; not d/s, which only its owner can read.
+        Some("Total reclaimed space: 50.002kB"),
+        "{}",
+        out.describe()
+    );
 }
 
 /// With one id: owners live in `user.burrow.owner` xattrs, and push and
