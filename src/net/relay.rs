@@ -453,6 +453,19 @@ mod tests {
         (TcpStream::from_std(ours), peer)
     }
 
+    /// A relay between two fresh connections, and their far ends: the
+    /// client's and the server's.
+    fn relayed() -> (Relay, Pipes, std::net::TcpStream, std::net::TcpStream) {
+        let (host, client) = pair();
+        let (inner, server) = pair();
+        (
+            Relay::new(host, inner, None),
+            Pipes::default(),
+            client,
+            server,
+        )
+    }
+
     /// Pumps until `done` says so or a few seconds pass.
     fn drive(
         relay: &mut Relay,
@@ -474,10 +487,7 @@ mod tests {
 
     #[test]
     fn bytes_cross_both_ways_and_fins_follow_the_data() {
-        let (host, mut client) = pair();
-        let (inner, mut server) = pair();
-        let mut relay = Relay::new(host, inner, None);
-        let mut pipes = Pipes::default();
+        let (mut relay, mut pipes, mut client, mut server) = relayed();
         // More than a pipe holds, so a splice must stop and resume.
         let up: Vec<u8> = (0..3 * PIPE_SIZE + 7).map(|i| (i % 251) as u8).collect();
         let sender = {
@@ -509,10 +519,7 @@ mod tests {
 
     #[test]
     fn a_small_read_the_other_side_cannot_take_yet_waits_in_a_pipe() {
-        let (host, mut client) = pair();
-        let (inner, mut server) = pair();
-        let mut relay = Relay::new(host, inner, None);
-        let mut pipes = Pipes::default();
+        let (mut relay, mut pipes, mut client, mut server) = relayed();
         client.write_all(b"hello").unwrap();
         // As if the connect inside were still on its way.
         relay.inner_ready.writable = false;
@@ -557,10 +564,7 @@ mod tests {
 
     #[test]
     fn an_answer_and_its_fin_leave_in_one_segment() {
-        let (host, mut client) = pair();
-        let (inner, mut server) = pair();
-        let mut relay = Relay::new(host, inner, None);
-        let mut pipes = Pipes::default();
+        let (mut relay, mut pipes, mut client, mut server) = relayed();
         server.write_all(b"answer").unwrap();
         server.shutdown(Shutdown::Write).unwrap();
         // Both in the relay's socket before it reads, as when the loop
