@@ -453,6 +453,17 @@ mod tests {
         (TcpStream::from_std(ours), peer)
     }
 
+    /// A non-blocking TCP socket, as the maker's without their privileges.
+    fn plain_socket() -> OwnedFd {
+        nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .unwrap()
+    }
+
     /// A relay between two fresh connections, and their far ends: the
     /// client's and the server's.
     fn relayed() -> (Relay, Pipes, std::net::TcpStream, std::net::TcpStream) {
@@ -585,13 +596,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let (host, _client) = pair();
-        let socket = nix::sys::socket::socket(
-            nix::sys::socket::AddressFamily::Inet,
-            nix::sys::socket::SockType::Stream,
-            nix::sys::socket::SockFlag::SOCK_NONBLOCK,
-            None,
-        )
-        .unwrap();
+        let socket = plain_socket();
         // As the maker makes them: the handshake's ACK is held back for
         // data, and the server's accept waits for it.
         set_quick_ack(&socket, false).unwrap();
@@ -626,13 +631,7 @@ mod tests {
             .local_addr()
             .unwrap();
         // Nothing listens there any more.
-        let socket = nix::sys::socket::socket(
-            nix::sys::socket::AddressFamily::Inet,
-            nix::sys::socket::SockType::Stream,
-            nix::sys::socket::SockFlag::SOCK_NONBLOCK,
-            None,
-        )
-        .unwrap();
+        let socket = plain_socket();
         let inner = connect_inside(socket, "127.0.0.1:0".parse().unwrap(), port).unwrap();
         let mut relay = Relay::new(host, inner, None);
         let status = drive(&mut relay, &mut Pipes::default(), |s| *s != Status::Open);
