@@ -260,13 +260,22 @@ impl<'a> Row<'a> {
         }
     }
 
+    /// "2 hours ago", or Docker's "N/A" for an image whose config gives no
+    /// time (reproducible builds leave it out).
+    fn created_since(&self) -> String {
+        match timefmt::ago(&self.image.created) {
+            ago if ago.is_empty() => "N/A".to_string(),
+            ago => ago,
+        }
+    }
+
     /// Docker's keys for `--format json`, sorted as Go prints a map.
     fn json(&self, no_trunc: bool) -> serde_json::Value {
         let size = human_size(self.image.size);
         let fields: BTreeMap<&str, String> = BTreeMap::from([
             ("Containers", "N/A".into()),
             ("CreatedAt", docker_time(&self.image.created)),
-            ("CreatedSince", timefmt::ago(&self.image.created)),
+            ("CreatedSince", self.created_since()),
             ("Digest", self.digest.clone()),
             ("ID", self.id(no_trunc)),
             ("Repository", self.repository.clone()),
@@ -295,7 +304,7 @@ fn table(rows: &[Row<'_>], digests: bool, no_trunc: bool) -> String {
                 cells.push(r.digest.clone());
             }
             cells.push(r.id(no_trunc));
-            cells.push(timefmt::ago(&r.image.created));
+            cells.push(r.created_since());
             cells.push(human_size(r.image.size));
             cells
         })

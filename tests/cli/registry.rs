@@ -382,6 +382,9 @@ fn pull_what_skopeo_pushed_then_run_it() {
 
     let images = env.ok(["images", "--digests"]);
     assert!(images.contains(&digest), "{images}");
+    // The layout's config gives no creation time.
+    let created = env.ok(["images", "--format", "{{.CreatedSince}}"]);
+    assert_eq!(created.trim(), "N/A");
     let by_digest = format!("{}@{digest}", reg.name("library/busybox"));
     let out = env
         .burrow(["run", "--rm", &by_digest, "echo", "pulled-and-ran"])
