@@ -119,9 +119,8 @@ fn relay_socket() -> io::Result<OwnedFd> {
     // connecting socket in this mode), and an answer's ACK can go with the
     // FIN. Two segments fewer per short connection; the relay sends the
     // handshake's ACK at once when the client has sent nothing yet (see
-    // `Relay::pump_unwatched`). An optimisation only: a kernel that refused
-    // it would still relay.
-    let _ = set_quick_ack(&fd, false);
+    // `Relay::pump_unwatched`).
+    set_quick_ack(&fd, false)?;
     Ok(fd)
 }
 
