@@ -113,37 +113,13 @@ fn relay_socket() -> io::Result<OwnedFd> {
     // connection from it in TIME_WAIT.
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     // Relayed bytes are sent as they come, as the client sent them.
+    // (ACKs keep the kernel's default on purpose: delayed from the start
+    // with TCP_QUICKACK off, they would save two segments per short
+    // connection, but a server that writes an answer in two pieces without
+    // TCP_NODELAY, as Python's http.server does, would then hold the second
+    // for the first one's ACK: 40 ms or more per answer.)
     setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
-    // ACKs wait a little for data to ride on: the handshake's last ACK goes
-    // with the client's first bytes (the kernel holds it back for a
-    // connecting socket in this mode), and an answer's ACK can go with the
-    // FIN. Two segments fewer per short connection; the relay sends the
-    // handshake's ACK at once when the client has sent nothing yet (see
-    // `Relay::pump_unwatched`).
-    set_quick_ack(&fd, false)?;
     Ok(fd)
-}
-
-/// Sets `TCP_QUICKACK` (which nix does not name); `false` delays ACKs.
-#[allow(unsafe_code)]
-pub fn set_quick_ack(socket: &impl AsFd, on: bool) -> io::Result<()> {
-    let value = libc::c_int::from(on);
-    // SAFETY: the option is an int, passed by a pointer to one with its
-    // size; the kernel only reads it, and the descriptor is borrowed open.
-    let r = unsafe {
-        libc::setsockopt(
-            socket.as_fd().as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_QUICKACK,
-            (&raw const value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// The net thread's side: a stock of sockets from the maker.

@@ -20,8 +20,6 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use nix::sys::socket::{MsgFlags, SockaddrIn, bind, connect, recv, send, setsockopt, sockopt};
 
-use super::nsock::set_quick_ack;
-
 /// How much one splice moves at most: a pipe's worth.
 const PIPE_SIZE: usize = 256 * 1024;
 /// Empty pipes kept for the next burst.
@@ -213,18 +211,8 @@ impl Relay {
     /// say so, because registering the sockets afterwards reports anything
     /// that came since. (Once watched, a short read is not enough: a FIN
     /// that came with the event that woke the loop raises no new one.)
-    ///
-    /// If the client has sent nothing yet, the handshake's last ACK, which
-    /// the inner socket holds back to send with the first bytes (see
-    /// `nsock::relay_socket`), goes now: the server may be one that speaks
-    /// first (SSH, SMTP), whose accept would otherwise wait for the
-    /// delayed-ACK timer.
     pub fn pump_unwatched(&mut self, pipes: &mut Pipes) -> Status {
-        let status = self.pump_with(pipes, true);
-        if self.up.moved == 0 {
-            let _ = set_quick_ack(&self.inner, true);
-        }
-        status
+        self.pump_with(pipes, true)
     }
 
     fn pump_with(&mut self, pipes: &mut Pipes, unwatched: bool) -> Status {
@@ -589,38 +577,6 @@ mod tests {
         let mut got = Vec::new();
         client.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"answer");
-    }
-
-    #[test]
-    fn a_server_that_speaks_first_does_not_wait_for_the_handshake_ack() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let (host, _client) = pair();
-        let socket = plain_socket();
-        // As the maker makes them: the handshake's ACK is held back for
-        // data, and the server's accept waits for it.
-        set_quick_ack(&socket, false).unwrap();
-        let to = listener.local_addr().unwrap();
-        let inner = connect_inside(socket, "127.0.0.1:0".parse().unwrap(), to).unwrap();
-        let mut relay = Relay::new(host, inner, None);
-        let started = Instant::now();
-        // The client has sent nothing.
-        assert_eq!(relay.pump_unwatched(&mut Pipes::default()), Status::Open);
-        // Held, the ACK would go with the delayed-ACK timer (200 ms).
-        loop {
-            match listener.accept() {
-                Ok(_) => break,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let waited = started.elapsed();
-                    assert!(
-                        waited.as_millis() < 150,
-                        "accept still waits after {waited:?}"
-                    );
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        }
     }
 
     #[test]
