@@ -80,7 +80,7 @@ pub fn print_rows(
         return Ok(());
     }
     let header = template
-        .render(&header_row(rows.first(), titles))
+        .render(&header_row(&template.fields(), titles))
         .context("bad --format")?;
     let header: Vec<&str> = header.split('\t').collect();
     let cells: Vec<Vec<String>> = lines
@@ -91,13 +91,12 @@ pub fn print_rows(
     Ok(())
 }
 
-/// The object a table's header is rendered from: each field's column title.
-fn header_row(first: Option<&Value>, titles: &[(&str, &str)]) -> Value {
+/// The object a table's header is rendered from: each field the template
+/// names, with its column title (there may be no row to take them from).
+fn header_row(fields: &[String], titles: &[(&str, &str)]) -> Value {
     let mut map = Map::new();
-    if let Some(Value::Object(fields)) = first {
-        for key in fields.keys() {
-            map.insert(key.clone(), Value::String(shout(key)));
-        }
+    for key in fields {
+        map.insert(key.clone(), Value::String(shout(key)));
     }
     for (key, title) in titles {
         map.insert(key.to_string(), Value::String(title.to_string()));
@@ -122,7 +121,6 @@ fn shout(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn formats_are_told_apart() {
@@ -143,9 +141,8 @@ mod tests {
 
     #[test]
     fn headers_come_from_titles_or_names() {
-        let row = json!({"ID": "abc", "CreatedAt": "x", "Names": "web"});
-        let header = header_row(Some(&row), &[("ID", "CONTAINER ID")]);
         let t = Template::parse("{{.ID}}\t{{.CreatedAt}}\t{{.Names}}").unwrap();
+        let header = header_row(&t.fields(), &[("ID", "CONTAINER ID")]);
         assert_eq!(
             t.render(&header).unwrap(),
             "CONTAINER ID\tCREATED AT\tNAMES"

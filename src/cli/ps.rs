@@ -1,5 +1,8 @@
 //! `ps`.
 
+use std::fmt::Display;
+use std::net::IpAddr;
+
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
@@ -7,6 +10,7 @@ use serde_json::json;
 use super::format::{self, Format};
 use super::table;
 use crate::container::{self, record::Record, record::Status};
+use crate::net::{PortMapping, Protocol};
 use crate::paths::Dirs;
 use crate::timefmt;
 
@@ -54,32 +58,74 @@ fn human_since(stamp: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The PORTS column: `0.0.0.0:8080->80/tcp, ...`, from the bound ports of
-/// a running container.
+/// The PORTS column, from the bound ports of a running container.
 pub fn ports_text(dirs: &Dirs, id: &str, s: &Status) -> String {
     if !matches!(s, Status::Running { .. }) {
         return String::new();
     }
     container::record::load_runtime(dirs, id)
-        .map(|rt| {
-            rt.ports
-                .iter()
-                .map(port_text)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
+        .map(|rt| ports_column(&rt.ports))
         .unwrap_or_default()
 }
 
-pub fn port_text(p: &crate::net::PortMapping) -> String {
-    let host = match p.host_ip {
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-        ip => ip.to_string(),
+/// Ports as Docker's PORTS column words them: sorted by container port,
+/// then address; a run of consecutive ports published under their own
+/// numbers on one address and protocol becomes one range
+/// (`0.0.0.0:9000-9002->9000-9002/tcp`), and ports published under other
+/// numbers follow the ranges one by one (`0.0.0.0:8080->80/tcp`).
+pub fn ports_column(ports: &[PortMapping]) -> String {
+    let mut ports: Vec<&PortMapping> = ports.iter().collect();
+    // Docker compares addresses and protocols as text ("0.0.0.0" < "::").
+    ports.sort_by_cached_key(|p| {
+        (
+            p.container_port,
+            p.host_ip.to_string(),
+            p.host_port,
+            p.protocol.to_string(),
+        )
+    });
+    let mut shown = Vec::new();
+    let mut renumbered = Vec::new();
+    // Open ranges, one per address and protocol, in the order first seen.
+    let mut ranges: Vec<(IpAddr, Protocol, u16, u16)> = Vec::new();
+    for p in ports {
+        let port = p.container_port;
+        if p.host_port != port {
+            renumbered.push(mapping_text(p.host_ip, &p.host_port, &port, p.protocol));
+            continue;
+        }
+        let open = ranges
+            .iter_mut()
+            .find(|r| r.0 == p.host_ip && r.1 == p.protocol);
+        match open {
+            Some(r) if r.3.checked_add(1) == Some(port) => r.3 = port,
+            Some(r) => {
+                shown.push(range_text(r));
+                (r.2, r.3) = (port, port);
+            }
+            None => ranges.push((p.host_ip, p.protocol, port, port)),
+        }
+    }
+    shown.extend(ranges.iter().map(range_text));
+    shown.extend(renumbered);
+    shown.join(", ")
+}
+
+fn range_text(&(ip, protocol, first, last): &(IpAddr, Protocol, u16, u16)) -> String {
+    let ports = if first == last {
+        first.to_string()
+    } else {
+        format!("{first}-{last}")
     };
-    format!(
-        "{host}:{}->{}/{}",
-        p.host_port, p.container_port, p.protocol
-    )
+    mapping_text(ip, &ports, &ports, protocol)
+}
+
+/// `0.0.0.0:8080->80/tcp`, `[::]:8080->80/tcp`.
+fn mapping_text(ip: IpAddr, host: &dyn Display, inside: &dyn Display, p: Protocol) -> String {
+    match ip {
+        IpAddr::V6(ip) => format!("[{ip}]:{host}->{inside}/{p}"),
+        IpAddr::V4(ip) => format!("{ip}:{host}->{inside}/{p}"),
+    }
 }
 
 /// The COMMAND column: the command line quoted, as Docker shows it.
@@ -170,4 +216,46 @@ pub fn run(dirs: &Dirs, a: PsArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(ip: &str, host_port: u16, container_port: u16, protocol: Protocol) -> PortMapping {
+        PortMapping {
+            host_ip: ip.parse().unwrap(),
+            host_port,
+            container_port,
+            protocol,
+        }
+    }
+
+    #[test]
+    fn ports_read_as_docker_words_them() {
+        use Protocol::{Tcp, Udp};
+        // As `-p 8080:80 -p 9000-9002:9000-9002 -p 127.0.0.1:5353:53/udp`
+        // binds them, both address families for the unaddressed ones.
+        let mut ports = vec![
+            mapping("0.0.0.0", 8080, 80, Tcp),
+            mapping("::", 8080, 80, Tcp),
+        ];
+        for port in 9000..=9002 {
+            ports.push(mapping("0.0.0.0", port, port, Tcp));
+            ports.push(mapping("::", port, port, Tcp));
+        }
+        ports.push(mapping("127.0.0.1", 5353, 53, Udp));
+        assert_eq!(
+            ports_column(&ports),
+            "0.0.0.0:9000-9002->9000-9002/tcp, [::]:9000-9002->9000-9002/tcp, \
+             127.0.0.1:5353->53/udp, 0.0.0.0:8080->80/tcp, [::]:8080->80/tcp"
+        );
+        // A gap ends a range; a lone port is no range.
+        let gap = [9000, 9001, 9003].map(|p| mapping("0.0.0.0", p, p, Tcp));
+        assert_eq!(
+            ports_column(&gap),
+            "0.0.0.0:9000-9001->9000-9001/tcp, 0.0.0.0:9003->9003/tcp"
+        );
+        assert_eq!(ports_column(&[]), "");
+    }
 }

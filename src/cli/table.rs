@@ -1,5 +1,6 @@
-//! Docker-shaped tables: a header row, columns padded to their widest cell and
-//! separated by three spaces, no borders.
+//! Docker-shaped tables: a header row, no borders, and each column but the
+//! last as wide as its widest cell plus three spaces, and at least ten
+//! (Docker's tabwriter: padding 3, minimum width 10).
 
 /// Renders rows under a header as `docker ps` does.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -14,7 +15,8 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
         let mut l = String::new();
         for (i, cell) in cells.enumerate() {
             if i + 1 < widths.len() {
-                l.push_str(&format!("{cell:<width$}   ", width = widths[i]));
+                let width = (widths[i] + 3).max(10);
+                l.push_str(&format!("{cell:<width$}"));
             } else {
                 l.push_str(cell);
             }
@@ -64,8 +66,15 @@ mod tests {
 
     #[test]
     fn columns_align() {
-        let t = render(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()]]);
-        assert_eq!(t, "A     LONGER\nxyz   1\n");
+        // Short columns take ten; longer ones their widest cell and three.
+        let t = render(
+            &["A", "CONTAINER ID", "LAST"],
+            &[vec!["xyz".into(), "0123456789abc".into(), "1".into()]],
+        );
+        assert_eq!(
+            t,
+            "A         CONTAINER ID    LAST\nxyz       0123456789abc   1\n"
+        );
     }
 
     #[test]

@@ -105,6 +105,11 @@ fn ps_of_an_empty_store_prints_only_the_header() {
 #[test]
 fn ps_images_and_inspect_take_go_templates() {
     let env = setup!(Env::new());
+    // No container yet: the table is its header alone, as Docker's.
+    assert_eq!(
+        env.ok(["ps", "--format", "table {{.Names}}\\t{{.Ports}}"]),
+        "NAMES     PORTS\n"
+    );
     let id = env.run_detached(["--name", "tpl", "-e", "A=1", "busybox", "sleep", "100"]);
 
     assert_eq!(

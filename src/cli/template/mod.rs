@@ -99,6 +99,68 @@ impl Template {
     pub fn render(&self, data: &Value) -> Result<String> {
         run::render(&self.nodes, data)
     }
+
+    /// The fields the template names from the top (`.Names`, `$.Names`,
+    /// and inside `range` or `with` whatever `.` then is), first seen
+    /// first: a table's header names its columns from them even when there
+    /// is no row to look at.
+    pub fn fields(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        nodes_fields(&self.nodes, &mut found);
+        found
+    }
+}
+
+fn nodes_fields(nodes: &[Node], found: &mut Vec<String>) {
+    for node in nodes {
+        match node {
+            Node::Text(_) => {}
+            Node::Action(pipe) => pipe_fields(pipe, found),
+            Node::If {
+                branches,
+                otherwise,
+            } => {
+                for (pipe, body) in branches {
+                    pipe_fields(pipe, found);
+                    nodes_fields(body, found);
+                }
+                nodes_fields(otherwise, found);
+            }
+            Node::Range {
+                pipe,
+                body,
+                otherwise,
+            }
+            | Node::With {
+                pipe,
+                body,
+                otherwise,
+            } => {
+                pipe_fields(pipe, found);
+                nodes_fields(body, found);
+                nodes_fields(otherwise, found);
+            }
+        }
+    }
+}
+
+fn pipe_fields(pipe: &Pipe, found: &mut Vec<String>) {
+    for arg in pipe.cmds.iter().flatten() {
+        let first = match arg {
+            Arg::Field(path) => path.first(),
+            Arg::Var(name, path) if name.is_empty() => path.first(),
+            Arg::Sub(inner, _) => {
+                pipe_fields(inner, found);
+                None
+            }
+            _ => None,
+        };
+        if let Some(name) = first
+            && !found.contains(name)
+        {
+            found.push(name.clone());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +184,19 @@ mod tests {
             "Mounts": [],
             "Size": 1.5,
         })
+    }
+
+    #[test]
+    fn fields_named_from_the_top() {
+        let t = Template::parse(
+            "table {{.Names}}\t{{if .Ports}}{{.Ports}}{{end}}{{range .Mounts}}{{.Source}}{{end}}\
+             {{$.ID}}{{(index .Labels \"a\")}}{{$x := 1}}{{$x}}",
+        )
+        .unwrap();
+        assert_eq!(
+            t.fields(),
+            ["Names", "Ports", "Mounts", "Source", "ID", "Labels"]
+        );
     }
 
     #[test]
