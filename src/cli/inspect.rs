@@ -69,7 +69,8 @@ fn container_json(dirs: &Dirs, name: &str) -> Result<Value> {
 }
 
 /// Docker's `NetworkSettings`: the addresses on burrow's network, and the
-/// published ports as bound while the container runs.
+/// published ports as bound while the container runs (exposed ones it did
+/// not publish with no bindings).
 fn network_settings(dirs: &Dirs, r: &Record, s: &Status) -> Value {
     let slirp = matches!(r.config.network, Some(Network::Slirp { .. }) | None);
     let bound = match s {
@@ -83,8 +84,15 @@ fn network_settings(dirs: &Dirs, r: &Record, s: &Status) -> Value {
     } else {
         (String::new(), String::new(), 0)
     };
+    let mut ports = port_map(&bound, |p| Some(p.host_port));
+    if let (Value::Object(map), Status::Running { .. }) = (&mut ports, s) {
+        // Exposed, not published: Docker lists them with no bindings.
+        for (port, protocol) in super::ps::unpublished(&r.config.exposed, &bound) {
+            map.insert(format!("{port}/{protocol}"), Value::Null);
+        }
+    }
     json!({
-        "Ports": port_map(&bound, |p| Some(p.host_port)),
+        "Ports": ports,
         "IPAddress": ip,
         "IPPrefixLen": prefix,
         "Gateway": gateway,

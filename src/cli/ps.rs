@@ -58,52 +58,89 @@ fn human_since(stamp: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The PORTS column, from the bound ports of a running container.
-pub fn ports_text(dirs: &Dirs, id: &str, s: &Status) -> String {
+/// The PORTS column of a running container: its bound ports, and the
+/// image's exposed ports it did not publish.
+pub fn ports_text(dirs: &Dirs, r: &Record, s: &Status) -> String {
     if !matches!(s, Status::Running { .. }) {
         return String::new();
     }
-    container::record::load_runtime(dirs, id)
-        .map(|rt| ports_column(&rt.ports))
-        .unwrap_or_default()
+    let bound = container::record::load_runtime(dirs, &r.id)
+        .map(|rt| rt.ports)
+        .unwrap_or_default();
+    ports_column(&bound, &unpublished(&r.config.exposed, &bound))
+}
+
+/// The exposed ports no mapping in `bound` publishes.
+pub fn unpublished(exposed: &[String], bound: &[PortMapping]) -> Vec<(u16, Protocol)> {
+    let mut ports: Vec<_> = exposed
+        .iter()
+        .filter_map(|key| crate::net::parse_exposed(key))
+        .filter(|&(port, protocol)| {
+            !bound
+                .iter()
+                .any(|b| b.container_port == port && b.protocol == protocol)
+        })
+        .collect();
+    ports.dedup();
+    ports
+}
+
+/// One entry of the PORTS column: a published port, or (`ip` none) one
+/// only exposed.
+struct Shown {
+    port: u16,
+    ip: Option<IpAddr>,
+    host_port: u16,
+    protocol: Protocol,
 }
 
 /// Ports as Docker's PORTS column words them: sorted by container port,
 /// then address; a run of consecutive ports published under their own
 /// numbers on one address and protocol becomes one range
-/// (`0.0.0.0:9000-9002->9000-9002/tcp`), and ports published under other
-/// numbers follow the ranges one by one (`0.0.0.0:8080->80/tcp`).
-pub fn ports_column(ports: &[PortMapping]) -> String {
-    let mut ports: Vec<&PortMapping> = ports.iter().collect();
-    // Docker compares addresses and protocols as text ("0.0.0.0" < "::").
-    ports.sort_by_cached_key(|p| {
-        (
-            p.container_port,
-            p.host_ip.to_string(),
-            p.host_port,
-            p.protocol.to_string(),
-        )
+/// (`0.0.0.0:9000-9002->9000-9002/tcp`), as does a run of exposed ones
+/// (`9000-9002/tcp`); ports published under other numbers follow the
+/// ranges one by one (`0.0.0.0:8080->80/tcp`).
+pub fn ports_column(bound: &[PortMapping], exposed: &[(u16, Protocol)]) -> String {
+    let mut entries: Vec<Shown> = bound
+        .iter()
+        .map(|p| Shown {
+            port: p.container_port,
+            ip: Some(p.host_ip),
+            host_port: p.host_port,
+            protocol: p.protocol,
+        })
+        .chain(exposed.iter().map(|&(port, protocol)| Shown {
+            port,
+            ip: None,
+            host_port: 0,
+            protocol,
+        }))
+        .collect();
+    // Docker compares addresses and protocols as text ("" < "0.0.0.0" < "::").
+    entries.sort_by_cached_key(|e| {
+        let ip = e.ip.map(|ip| ip.to_string()).unwrap_or_default();
+        (e.port, ip, e.host_port, e.protocol.to_string())
     });
     let mut shown = Vec::new();
     let mut renumbered = Vec::new();
     // Open ranges, one per address and protocol, in the order first seen.
-    let mut ranges: Vec<(IpAddr, Protocol, u16, u16)> = Vec::new();
-    for p in ports {
-        let port = p.container_port;
-        if p.host_port != port {
-            renumbered.push(mapping_text(p.host_ip, &p.host_port, &port, p.protocol));
+    let mut ranges: Vec<(Option<IpAddr>, Protocol, u16, u16)> = Vec::new();
+    for e in entries {
+        let port = e.port;
+        if let Some(ip) = e.ip
+            && e.host_port != port
+        {
+            renumbered.push(mapping_text(ip, &e.host_port, &port, e.protocol));
             continue;
         }
-        let open = ranges
-            .iter_mut()
-            .find(|r| r.0 == p.host_ip && r.1 == p.protocol);
+        let open = ranges.iter_mut().find(|r| r.0 == e.ip && r.1 == e.protocol);
         match open {
             Some(r) if r.3.checked_add(1) == Some(port) => r.3 = port,
             Some(r) => {
                 shown.push(range_text(r));
                 (r.2, r.3) = (port, port);
             }
-            None => ranges.push((p.host_ip, p.protocol, port, port)),
+            None => ranges.push((e.ip, e.protocol, port, port)),
         }
     }
     shown.extend(ranges.iter().map(range_text));
@@ -111,13 +148,16 @@ pub fn ports_column(ports: &[PortMapping]) -> String {
     shown.join(", ")
 }
 
-fn range_text(&(ip, protocol, first, last): &(IpAddr, Protocol, u16, u16)) -> String {
+fn range_text(&(ip, protocol, first, last): &(Option<IpAddr>, Protocol, u16, u16)) -> String {
     let ports = if first == last {
         first.to_string()
     } else {
         format!("{first}-{last}")
     };
-    mapping_text(ip, &ports, &ports, protocol)
+    match ip {
+        Some(ip) => mapping_text(ip, &ports, &ports, protocol),
+        None => format!("{ports}/{protocol}"),
+    }
 }
 
 /// `0.0.0.0:8080->80/tcp`, `[::]:8080->80/tcp`.
@@ -168,7 +208,7 @@ pub fn run(dirs: &Dirs, a: PsArgs) -> Result<i32> {
             "Status": status_text(s),
             "State": s.word(),
             "ExitCode": r.last.exit_code,
-            "Ports": ports_text(dirs, &r.id, s),
+            "Ports": ports_text(dirs, r, s),
             "Names": r.name,
             "Labels": r.config.labels,
         })
@@ -184,7 +224,7 @@ pub fn run(dirs: &Dirs, a: PsArgs) -> Result<i32> {
                         command_text(&r.command, a.no_trunc),
                         timefmt::ago(&r.created),
                         status_text(s),
-                        ports_text(dirs, &r.id, s),
+                        ports_text(dirs, r, s),
                         r.name.clone(),
                     ]
                 })
@@ -246,16 +286,25 @@ mod tests {
         }
         ports.push(mapping("127.0.0.1", 5353, 53, Udp));
         assert_eq!(
-            ports_column(&ports),
+            ports_column(&ports, &[]),
             "0.0.0.0:9000-9002->9000-9002/tcp, [::]:9000-9002->9000-9002/tcp, \
              127.0.0.1:5353->53/udp, 0.0.0.0:8080->80/tcp, [::]:8080->80/tcp"
         );
         // A gap ends a range; a lone port is no range.
         let gap = [9000, 9001, 9003].map(|p| mapping("0.0.0.0", p, p, Tcp));
         assert_eq!(
-            ports_column(&gap),
+            ports_column(&gap, &[]),
             "0.0.0.0:9000-9001->9000-9001/tcp, 0.0.0.0:9003->9003/tcp"
         );
-        assert_eq!(ports_column(&[]), "");
+        assert_eq!(ports_column(&[], &[]), "");
+        // Exposed and not published: by number, before the addresses.
+        let exposed = ["80/tcp", "9000/tcp", "9001", "53/udp", "x/sctp"].map(String::from);
+        let bound = [mapping("0.0.0.0", 8080, 80, Tcp)];
+        let open = unpublished(&exposed, &bound);
+        assert_eq!(open, [(9000, Tcp), (9001, Tcp), (53, Udp)]);
+        assert_eq!(
+            ports_column(&bound, &open),
+            "53/udp, 9000-9001/tcp, 0.0.0.0:8080->80/tcp"
+        );
     }
 }

@@ -195,6 +195,12 @@ pub fn create(dirs: &Dirs, req: &CreateRequest) -> Result<Record> {
                 network: Some(network),
                 binds,
                 ports,
+                exposed: cfg
+                    .exposed_ports()
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
                 auto_remove: req.auto_remove,
                 cap_add: req.cap_add.clone(),
                 cap_drop: req.cap_drop.clone(),

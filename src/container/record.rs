@@ -49,6 +49,10 @@ pub struct RunConfig {
     /// `-p` and `-P` mappings as asked (host port 0: any free port).
     #[serde(default)]
     pub ports: Vec<crate::net::PortMapping>,
+    /// The image's exposed ports (`80/tcp`), which `ps` and `inspect` show
+    /// unpublished ones of, as Docker does.
+    #[serde(default)]
+    pub exposed: Vec<String>,
     pub auto_remove: bool,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,

@@ -13,6 +13,18 @@ use nix::sys::socket::{
 
 use super::{NetError, PortMapping, Protocol};
 
+/// An image's exposed port as its config keys it: `80/tcp`, `53/udp`, or
+/// `80` (tcp); `None` for anything else.
+pub fn parse_exposed(key: &str) -> Option<(u16, Protocol)> {
+    let (port, protocol) = match key.split_once('/') {
+        None => (key, Protocol::Tcp),
+        Some((port, "tcp")) => (port, Protocol::Tcp),
+        Some((port, "udp")) => (port, Protocol::Udp),
+        Some(_) => return None,
+    };
+    Some((port.parse().ok()?, protocol))
+}
+
 /// Parses one -p value into one mapping per port of the range. hostPort may
 /// be empty or omitted ("80", ":80", "127.0.0.1::80"): pick a free port at
 /// bind time (host_port 0).

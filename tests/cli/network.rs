@@ -692,6 +692,12 @@ fn publish_all_maps_exposed_ports() {
     );
     let ps = env.ok(["ps"]);
     assert!(ps.contains(&format!(":{port}->80/tcp")), "{ps}");
+    // Exposed and not published: PORTS and inspect say so, as Docker's do.
+    env.run_detached(["--name", "quiet", "web", "sleep", "100"]);
+    let ports = env.ok(["ps", "--format", "{{.Names}} {{.Ports}}"]);
+    assert!(ports.lines().any(|l| l == "quiet 80/tcp"), "{ports}");
+    let inspected = env.ok(["inspect", "-f", "{{json .NetworkSettings.Ports}}", "quiet"]);
+    assert_eq!(inspected.trim(), r#"{"80/tcp":null}"#);
 }
 
 #[test]
