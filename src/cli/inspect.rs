@@ -87,7 +87,7 @@ fn network_settings(dirs: &Dirs, r: &Record, s: &Status) -> Value {
     let mut ports = port_map(&bound, |p| Some(p.host_port));
     if let (Value::Object(map), Status::Running { .. }) = (&mut ports, s) {
         // Exposed, not published: Docker lists them with no bindings.
-        for (port, protocol) in super::ps::unpublished(&r.config.exposed, &bound) {
+        for (port, protocol) in crate::net::unpublished(&r.config.exposed, &bound) {
             map.insert(format!("{port}/{protocol}"), Value::Null);
         }
     }

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::format::{self, Format};
 use super::table;
 use crate::container::{self, record::Record, record::Status};
-use crate::net::{PortMapping, Protocol};
+use crate::net::{PortMapping, Protocol, unpublished};
 use crate::paths::Dirs;
 use crate::timefmt;
 
@@ -68,21 +68,6 @@ pub fn ports_text(dirs: &Dirs, r: &Record, s: &Status) -> String {
         .map(|rt| rt.ports)
         .unwrap_or_default();
     ports_column(&bound, &unpublished(&r.config.exposed, &bound))
-}
-
-/// The exposed ports no mapping in `bound` publishes.
-pub fn unpublished(exposed: &[String], bound: &[PortMapping]) -> Vec<(u16, Protocol)> {
-    let mut ports: Vec<_> = exposed
-        .iter()
-        .filter_map(|key| crate::net::parse_exposed(key))
-        .filter(|&(port, protocol)| {
-            !bound
-                .iter()
-                .any(|b| b.container_port == port && b.protocol == protocol)
-        })
-        .collect();
-    ports.dedup();
-    ports
 }
 
 /// One entry of the PORTS column: a published port, or (`ip` none) one
@@ -298,10 +283,10 @@ mod tests {
         );
         assert_eq!(ports_column(&[], &[]), "");
         // Exposed and not published: by number, before the addresses.
-        let exposed = ["80/tcp", "9000/tcp", "9001", "53/udp", "x/sctp"].map(String::from);
+        let exposed = ["80/tcp", "9000/tcp", "9001", "53/udp", "x/sctp", "9000"].map(String::from);
         let bound = [mapping("0.0.0.0", 8080, 80, Tcp)];
         let open = unpublished(&exposed, &bound);
-        assert_eq!(open, [(9000, Tcp), (9001, Tcp), (53, Udp)]);
+        assert_eq!(open, [(53, Udp), (9000, Tcp), (9001, Tcp)]);
         assert_eq!(
             ports_column(&bound, &open),
             "53/udp, 9000-9001/tcp, 0.0.0.0:8080->80/tcp"

@@ -80,7 +80,7 @@ use std::os::fd::OwnedFd;
 
 pub use icmp::{PingSupport, probe as probe_ping};
 pub use nsock::{await_report as await_socket_maker, serve as serve_socket_maker};
-pub use publish::{BoundPorts, bind_ports, parse_exposed, parse_publish};
+pub use publish::{BoundPorts, bind_ports, parse_exposed, parse_publish, unpublished};
 /// The container's address and its gateway's on burrow's network.
 pub use stack::{CONTAINER_IP, GATEWAY_IP};
 

@@ -25,6 +25,23 @@ pub fn parse_exposed(key: &str) -> Option<(u16, Protocol)> {
     Some((port.parse().ok()?, protocol))
 }
 
+/// The exposed ports (image config keys) that no mapping in `bound`
+/// publishes, each once, in order.
+pub fn unpublished(exposed: &[String], bound: &[PortMapping]) -> Vec<(u16, Protocol)> {
+    let mut ports: Vec<_> = exposed
+        .iter()
+        .filter_map(|key| parse_exposed(key))
+        .filter(|&(port, protocol)| {
+            !bound
+                .iter()
+                .any(|b| b.container_port == port && b.protocol == protocol)
+        })
+        .collect();
+    ports.sort_by_key(|&(port, protocol)| (port, protocol.to_string()));
+    ports.dedup();
+    ports
+}
+
 /// Parses one -p value into one mapping per port of the range. hostPort may
 /// be empty or omitted ("80", ":80", "127.0.0.1::80"): pick a free port at
 /// bind time (host_port 0).
